@@ -1,0 +1,51 @@
+# s1mig — the SMETS1 Migration Reporting warehouse.
+# `make run` runs the daily pipeline on generated sample data; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export S1MIG_HOME ?= $(CURDIR)/.s1mig
+
+SAMPLE_START ?= 2020-07-31
+SAMPLE_DAYS  ?= 7
+SAMPLE_END   ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(SAMPLE_START)') + d.timedelta(days=$(SAMPLE_DAYS) - 1))")
+SAMPLE_INSTALLATIONS ?= 2000
+LANDING ?= $(S1MIG_HOME)/sample/landing
+OUT     ?= $(S1MIG_HOME)/exports
+
+.PHONY: install run test lint format clean db-stop
+
+install: $(STAMP)
+
+# Re-installs only when the lock or the project metadata changed.
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: Python 3.11 is required"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	rm -rf $(LANDING)
+	$(BIN)/s1mig generate --out $(LANDING) --start $(SAMPLE_START) --days $(SAMPLE_DAYS) \
+		--installations $(SAMPLE_INSTALLATIONS) --seed 1
+	$(BIN)/s1mig backfill --landing $(LANDING) --start $(SAMPLE_START) --end $(SAMPLE_END) --out $(OUT)
+	@echo "Reports: $(OUT)/<date>/<party>/"
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check src dags expectations tests
+	$(BIN)/ruff format --check src dags expectations tests
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+
+format: install
+	$(BIN)/ruff format src dags expectations tests
+	$(BIN)/ruff check --fix src dags expectations tests
+
+db-stop:
+	-$(BIN)/s1mig db stop
+
+clean: db-stop
+	rm -rf $(S1MIG_HOME) dbt_project/target dbt_project/logs

@@ -1,0 +1,76 @@
+"""s1mig_daily: the daily SMETS1 Migration Reporting run.
+
+land -> dbt_build -> reconciliation_gate -> export, each for one report date D (a
+Europe/London calendar day). The timetable's data interval is exactly local day D, so
+the run for D starts at the end of D. The drop must be in <landing>/<D>/; a missing or
+invalid drop fails `land` (retried for late arrival only when the folder is missing).
+Logic lives in the `s1mig` package; this file only wires tasks together.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
+DEFAULT_ARGS = {
+    "owner": "s1mig",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=20),
+    "retry_exponential_backoff": False,
+}
+
+
+@dag(
+    dag_id="s1mig_daily",
+    description="Land the day's MRR extracts, build the S1MIG marts, reconcile, export per party",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="Europe/London"),
+    start_date=pendulum.datetime(2020, 7, 31, tz="Europe/London"),
+    catchup=os.environ.get("S1MIG_CATCHUP", "false").lower() == "true",
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["s1mig", "mrr", "reporting"],
+    params={
+        "report_date": Param(None, type=["null", "string"], description="YYYY-MM-DD; default: the interval's day"),
+        "landing": Param(None, type=["null", "string"], description="landing folder; default S1MIG_LANDING_DIR"),
+        "out": Param(None, type=["null", "string"], description="export folder; default S1MIG_EXPORT_DIR"),
+    },
+    doc_md=__doc__,
+)
+def s1mig_daily():
+    @task
+    def land(**context) -> dict:
+        from s1mig import airflow_support as af
+        from s1mig import pipeline
+
+        landing, _ = af.locations(context)
+        return af.fail_fast(pipeline.land_step)(landing, af.report_date(context), af.warehouse_url())
+
+    @task
+    def dbt_build(**context) -> None:
+        from s1mig import airflow_support as af
+        from s1mig import pipeline
+
+        af.fail_fast(pipeline.dbt_step)(af.report_date(context), af.warehouse_url())
+
+    @task
+    def reconciliation_gate(**context) -> list[dict]:
+        from s1mig import airflow_support as af
+        from s1mig import pipeline
+
+        return af.fail_fast(pipeline.gate_step)(af.report_date(context), context["run_id"], af.warehouse_url())
+
+    @task
+    def export(**context) -> str:
+        from s1mig import airflow_support as af
+        from s1mig import pipeline
+
+        _, out = af.locations(context)
+        return af.fail_fast(pipeline.export_step)(af.report_date(context), out, af.warehouse_url())
+
+    land() >> dbt_build() >> reconciliation_gate() >> export()
+
+
+s1mig_daily()

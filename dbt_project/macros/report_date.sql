@@ -1,0 +1,37 @@
+{#- The report date D as a SQL date literal. Fails loudly when not given, rather than
+    silently building some other day. -#}
+{% macro report_date() -%}
+    {%- set d = var('report_date') -%}
+    {%- if d is none -%}
+        {%- if execute -%}
+            {{ exceptions.raise_compiler_error("var report_date is required: dbt build --vars '{report_date: YYYY-MM-DD}'") }}
+        {%- endif -%}
+        {%- set d = '1970-01-01' -%}
+    {%- endif -%}
+    date '{{ d }}'
+{%- endmacro %}
+
+{#- Start and end of local day D (Europe/London) as timestamptz: t is in D when
+    day_start <= t < day_end. -#}
+{% macro report_day_start() -%}
+    ({{ report_date() }}::timestamp at time zone 'Europe/London')
+{%- endmacro %}
+
+{% macro report_day_end() -%}
+    (({{ report_date() }} + 1)::timestamp at time zone 'Europe/London')
+{%- endmacro %}
+
+{#- The Europe/London calendar date of a timestamptz. -#}
+{% macro local_date(ts) -%}
+    ({{ ts }} at time zone 'Europe/London')::date
+{%- endmacro %}
+
+{#- Marts are incremental by report date: a run for D deletes D's rows and inserts the
+    new ones in the same transaction, so a re-run replaces and history stays. -#}
+{% macro replace_report_date() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where report_date = {{ report_date() }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}

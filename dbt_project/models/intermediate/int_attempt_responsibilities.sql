@@ -1,0 +1,76 @@
+{#- Grain: one row per migration attempt per responsible party (spec section 3).
+    Responsibility is fixed at scheduled_at by the installation version in force then:
+    one DUAL row when the electricity and gas suppliers are the same party, otherwise
+    one ELEC row (MPAN only) and/or one GAS row (MPRN only), so a party never sees
+    another party's MPxN. Only attempts scheduled before the end of the report date. -#}
+with attempts as (
+    select * from {{ ref('stg_dcc__migration_attempts') }}
+    where scheduled_at < {{ report_day_end() }}
+),
+
+installations as (
+    select * from {{ ref('stg_dcc__installations') }}
+),
+
+attempt_installation as (
+    select
+        attempts.attempt_id,
+        attempts.installation_id,
+        attempts.attempt_no,
+        attempts.party_id as requesting_party_id,
+        attempts.scheduled_at,
+        attempts.scheduled_for,
+        installations.cohort,
+        installations.group_id,
+        installations.mpan,
+        installations.mprn,
+        installations.elec_supplier_id,
+        installations.gas_supplier_id,
+        installations.mpan is not null
+        and installations.mprn is not null
+        and installations.elec_supplier_id = installations.gas_supplier_id as is_dual
+    from attempts
+    inner join installations
+        on
+            attempts.installation_id = installations.installation_id
+            and installations.valid_from <= attempts.scheduled_at
+            and (installations.valid_to is null or attempts.scheduled_at < installations.valid_to)
+),
+
+responsibilities as (
+    select
+        attempt_id, elec_supplier_id as party_id, 'DUAL' as fuel, mpan, mprn
+    from attempt_installation
+    where is_dual
+
+    union all
+
+    select
+        attempt_id, elec_supplier_id as party_id, 'ELEC' as fuel, mpan, null as mprn
+    from attempt_installation
+    where mpan is not null and not is_dual
+
+    union all
+
+    select
+        attempt_id, gas_supplier_id as party_id, 'GAS' as fuel, null as mpan, mprn
+    from attempt_installation
+    where mprn is not null and not is_dual
+)
+
+select
+    attempt_installation.attempt_id,
+    attempt_installation.installation_id,
+    attempt_installation.attempt_no,
+    responsibilities.party_id,
+    responsibilities.fuel,
+    responsibilities.mpan,
+    responsibilities.mprn,
+    attempt_installation.cohort,
+    attempt_installation.group_id,
+    attempt_installation.requesting_party_id,
+    attempt_installation.scheduled_at,
+    attempt_installation.scheduled_for
+from attempt_installation
+inner join responsibilities
+    on attempt_installation.attempt_id = responsibilities.attempt_id

@@ -1,0 +1,22 @@
+with source as (
+    select * from {{ source('raw', 'parties') }}
+),
+
+typed as (
+    select
+        nullif(party_id, '') as party_id,
+        nullif(party_name, '') as party_name,
+        nullif(sec_party_signifier, '') as sec_party_signifier,
+        nullif(affiliate_group, '') as affiliate_group,
+        nullif(effective_from, '')::timestamptz as effective_from,
+        _drop_date,
+        _file_name,
+        _row_number
+    from source
+)
+
+select
+    *,
+    effective_from as valid_from,
+    lead(effective_from) over (partition by party_id order by effective_from) as valid_to
+from typed

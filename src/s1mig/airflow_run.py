@@ -1,0 +1,104 @@
+"""Run the s1mig_daily DAG through Airflow itself (`airflow dags test`), with its home
+under $S1MIG_HOME/airflow, and report progress and the one-line reason of a failure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from s1mig import config, db
+
+DAG_ID = "s1mig_daily"
+TASKS = ("land", "dbt_build", "reconciliation_gate", "export")
+
+
+def airflow_env(url: str) -> dict[str, str]:
+    home = config.home() / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(db.warehouse_env(url))
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_dir()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+        "S1MIG_HOME": str(config.home()),
+        "S1MIG_PROJECT_DIR": str(config.project_dir()),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _airflow() -> str:
+    exe = Path(sys.executable).with_name("airflow")
+    return str(exe) if exe.exists() else "airflow"
+
+
+def ensure_airflow_db(env: dict[str, str], echo: Callable[[str], None]) -> None:
+    """`airflow db migrate` once per Airflow version (serialised by a lock file)."""
+    home = Path(env["AIRFLOW_HOME"])
+    from importlib.metadata import version
+
+    marker = home / f".migrated-{version('apache-airflow')}"
+    with open(home / ".migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return
+        echo("preparing Airflow metadata database (first run only)...")
+        proc = subprocess.run([_airflow(), "db", "migrate"], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        marker.touch()
+
+
+_STATE = re.compile(r"(?:Marking task as|task_id=)(?:.*?)(\b[a-z_]+\b)?.*?(SUCCESS|FAILED|UP_FOR_RETRY)")
+
+
+def run_dag(report_date: dt.date, landing: Path, out: Path,
+            echo: Callable[[str], None] = print) -> tuple[bool, str, Path]:
+    """Run the DAG for one date. Returns (ok, reason, log file)."""
+    url = db.warehouse_url()
+    env = airflow_env(url)
+    ensure_airflow_db(env, echo)
+    logs = config.home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    log_file = logs / f"run-{report_date.isoformat()}-{stamp}.log"
+    error_file = logs / f"run-{report_date.isoformat()}-{stamp}.error"
+    env["S1MIG_ERROR_FILE"] = str(error_file)
+    conf = {"report_date": report_date.isoformat(), "landing": str(landing.resolve()), "out": str(out.resolve())}
+    cmd = [_airflow(), "dags", "test", DAG_ID, report_date.isoformat(), "-c", json.dumps(conf)]
+    seen: set[str] = set()
+    started = time.monotonic()
+    with open(log_file, "w") as log, subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            for task in TASKS:
+                if task in seen:
+                    continue
+                if f"task_id={task}" in line or f"Running task {task}" in line or f"'{task}'" in line:
+                    if "running" in line.lower() or "starting" in line.lower():
+                        seen.add(task)
+                        echo(f"  [{time.monotonic() - started:6.1f}s] {report_date} {task} ...")
+    reason = error_file.read_text().strip().splitlines()[0] if error_file.exists() else ""
+    ok = proc.returncode == 0 and not reason and _export_done(out, report_date)
+    if not ok and not reason:
+        reason = f"DAG run failed (exit code {proc.returncode}); see {log_file}"
+    return ok, reason, log_file
+
+
+def _export_done(out: Path, report_date: dt.date) -> bool:
+    return (out / report_date.isoformat() / "manifest.json").is_file()

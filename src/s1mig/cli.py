@@ -1,0 +1,171 @@
+"""The `s1mig` command line. Later features extend these commands, never break them."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from s1mig.errors import DropMissing, S1migError
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _err(message: str) -> int:
+    print(f"s1mig: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _check_drop(landing: Path, day: dt.date) -> None:
+    manifest = landing / day.isoformat() / "manifest.json"
+    if not manifest.is_file():
+        raise DropMissing(day.isoformat(), str(manifest))
+
+
+def _run_one(landing: Path, day: dt.date, out: Path) -> int:
+    from s1mig import airflow_run
+
+    _check_drop(landing, day)
+    started = time.monotonic()
+    print(f"s1mig: running {airflow_run.DAG_ID} for {day} through Airflow ...", flush=True)
+    ok, reason, log_file = airflow_run.run_dag(day, landing, out, echo=lambda s: print(s, flush=True))
+    if not ok:
+        return _err(f"{day}: {reason} (Airflow log: {log_file})")
+    folder = out.resolve() / day.isoformat()
+    print(f"s1mig: {day} done in {time.monotonic() - started:.0f}s: reports in {folder} (log: {log_file})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_one(args.landing, args.date, args.out)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    if args.end < args.start:
+        return _err("--end is before --start")
+    day = args.start
+    total = (args.end - args.start).days + 1
+    for i in range(total):
+        day = args.start + dt.timedelta(days=i)
+        print(f"s1mig: backfill {i + 1}/{total}: {day}", flush=True)
+        rc = _run_one(args.landing, day, args.out)
+        if rc != 0:
+            return _err(f"backfill stopped at {day} ({i} of {total} dates done)")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from s1mig.generate import generate
+
+    folders = generate(args.out, args.start, args.days, args.installations, args.seed)
+    print(f"s1mig: wrote {len(folders)} drops to {args.out.resolve()}")
+    return 0
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from s1mig import land
+
+    result = land.land(args.landing / args.date.isoformat(), args.date)
+    print(f"s1mig: {result.line()}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from s1mig import db
+
+    if args.action == "stop":
+        if os.environ.get("S1MIG_DATABASE_URL"):
+            return _err("S1MIG_DATABASE_URL is set: that server is not ours to stop")
+        print("s1mig: embedded PostgreSQL stopped" if db.stop_embedded() else "s1mig: embedded PostgreSQL was not running")
+    elif args.action == "url":
+        print(db.warehouse_url())
+    elif args.action == "start":
+        print(f"s1mig: warehouse at {db.warehouse_url()}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print shell exports so dbt/psql/airflow by hand reach the same warehouse."""
+    import shlex
+
+    from s1mig import db
+
+    for key, value in db.warehouse_env(db.warehouse_url()).items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_dbt(args: argparse.Namespace) -> int:
+    """dbt with the project, profile and warehouse filled in: s1mig dbt build --vars ..."""
+    from s1mig import db, dbt
+
+    url = db.warehouse_url()
+    return subprocess.call(dbt.dbt_command(args.dbt_args), env=dbt.dbt_env(url))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s1mig", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the daily DAG for one report date through Airflow")
+    p.add_argument("--landing", type=Path, required=True, help="folder holding <YYYY-MM-DD>/ drops")
+    p.add_argument("--date", type=_date, required=True, help="report date D (YYYY-MM-DD)")
+    p.add_argument("--out", type=Path, required=True, help="export folder")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("backfill", help="run each date of a range in order, stopping at the first failure")
+    p.add_argument("--landing", type=Path, required=True)
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--end", type=_date, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("generate", help="write anonymised, contract-valid drops")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--installations", type=int, default=500)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("land", help="verify and land one drop into the raw layer")
+    p.add_argument("--landing", type=Path, required=True)
+    p.add_argument("--date", type=_date, required=True)
+    p.set_defaults(func=cmd_land)
+
+    p = sub.add_parser("db", help="the embedded PostgreSQL: start, stop, url")
+    p.add_argument("action", choices=["start", "stop", "url"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("env", help="print shell exports for dbt/psql/airflow by hand")
+    p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser("dbt", help="run dbt on the warehouse (arguments passed through)")
+    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_dbt)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (S1migError, DropMissing) as err:
+        return _err(str(err))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

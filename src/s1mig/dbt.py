@@ -1,0 +1,67 @@
+"""Run dbt against the warehouse, with the environment that profiles.yml reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from s1mig import config, db
+from s1mig.errors import DbtFailed
+
+log = logging.getLogger(__name__)
+
+
+def dbt_env(url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(db.warehouse_env(url))
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    return env
+
+
+def dbt_command(args: list[str]) -> list[str]:
+    project = config.dbt_project_dir()
+    work = config.home() / "dbt"
+    exe = Path(sys.executable).with_name("dbt")
+    return [
+        str(exe) if exe.exists() else "dbt", *args,
+        "--project-dir", str(project), "--profiles-dir", str(project),
+        "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
+    ]
+
+
+def run_dbt(args: list[str], url: str | None = None, echo=print) -> None:
+    """Run a dbt command, streaming its progress lines; raise DbtFailed on failure."""
+    url = url or db.warehouse_url()
+    with db.connect(url) as conn:
+        db.ensure_bi_role(conn)
+    cmd = dbt_command(args)
+    log.info("running %s", " ".join(cmd))
+    errors: list[str] = []
+    with subprocess.Popen(cmd, env=dbt_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = _strip_ansi(line.rstrip("\n"))
+            if echo:
+                echo(line)
+            if re.search(r"\b(ERROR|FAIL)\b", line) and " of " in line:
+                errors.append(line.split("  ", 1)[-1].strip())
+    if proc.returncode != 0:
+        detail = "; ".join(errors[:5]) or f"exit code {proc.returncode}"
+        raise DbtFailed(f"dbt {' '.join(args[:1])} failed: {detail} (log: {config.home() / 'dbt' / 'logs'})")
+
+
+def build(report_date: dt.date, url: str | None = None, echo=print) -> None:
+    run_dbt(["build", "--vars", f"{{report_date: '{report_date.isoformat()}'}}"], url, echo)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)

@@ -1,0 +1,39 @@
+"""Errors that stop a run, each with one human line that says what and where."""
+
+from __future__ import annotations
+
+
+class S1migError(Exception):
+    """Base class: str(error) is the one-line reason shown to the operator."""
+
+
+class DropRejected(S1migError):
+    """A drop failed verification; nothing of it was loaded."""
+
+    def __init__(self, drop_date: str, file: str, line: int | None, problem: str):
+        self.drop_date = drop_date
+        self.file = file
+        self.line = line
+        self.problem = problem
+        where = f"{file} line {line}" if line else file
+        super().__init__(f"drop {drop_date} rejected: {where}: {problem}")
+
+    def as_dict(self) -> dict:
+        return {"drop_date": self.drop_date, "file": self.file, "line": self.line,
+                "problem": self.problem, "message": str(self)}
+
+
+class GateBlocked(S1migError):
+    """The reconciliation gate found blocking failures; nothing is exported."""
+
+
+class DbtFailed(S1migError):
+    """dbt build failed for the report date."""
+
+
+class DropMissing(Exception):
+    """The drop (folder or manifest.json) has not arrived yet. Not an S1migError on
+    purpose: in the scheduled DAG the land task retries, waiting for a late drop."""
+
+    def __init__(self, drop_date: str, path: str):
+        super().__init__(f"drop {drop_date} not found: {path} does not exist (not delivered yet?)")

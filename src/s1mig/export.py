@@ -1,0 +1,130 @@
+"""Export (spec section 7): every party as at end of D gets every report file for D,
+header-only when it has no rows, plus one manifest.json for the date.
+
+Rows stream from PostgreSQL (COPY ... TO STDOUT) straight to disk while being hashed
+and counted; nothing holds a whole mart in memory. Files are written to a temporary
+folder beside the target and renamed into place, so a reader never sees a half-written
+date, and a re-run with the same data rewrites byte-identical files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from s1mig import db
+from s1mig.contract import LOCAL_TZ, REPORTS, Report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: str  # relative to the date folder
+    party_id: str
+    report_id: str
+    rows: int
+    sha256: str
+
+
+def parties_at_end_of(conn: psycopg.Connection, report_date: dt.date) -> list[str]:
+    """Every party with a version effective before the end of D (spec section 7)."""
+    rows = conn.execute(
+        "select distinct party_id from staging.stg_dcc__parties "
+        "where effective_from < ((%s::date + 1)::timestamp at time zone %s) order by party_id",
+        (report_date, LOCAL_TZ),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _select_list(conn: psycopg.Connection, report: Report) -> sql.Composable:
+    """The mart's columns in order, formatted as section 5 says: timestamps as UTC
+    YYYY-MM-DDTHH:MM:SSZ, dates as YYYY-MM-DD, numerics as stored (scale 2 for pct)."""
+    cols = conn.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = 'marts' and table_name = %s order by ordinal_position",
+        (report.model,),
+    ).fetchall()
+    if not cols:
+        raise RuntimeError(f"mart marts.{report.model} does not exist: run dbt build first")
+    parts = []
+    for name, data_type in cols:
+        ident = sql.Identifier(name)
+        if data_type == "timestamp with time zone":
+            parts.append(sql.SQL("""to_char({} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as {}""")
+                         .format(ident, ident))
+        elif data_type == "date":
+            parts.append(sql.SQL("to_char({}, 'YYYY-MM-DD') as {}").format(ident, ident))
+        else:
+            parts.append(ident)
+    return sql.SQL(", ").join(parts)
+
+
+def _copy_to_file(conn: psycopg.Connection, query: sql.Composable, path: Path) -> tuple[int, str]:
+    sha = hashlib.sha256()
+    lines = 0
+    with open(path, "wb") as fh, conn.cursor() as cur:
+        with cur.copy(sql.SQL("copy ({}) to stdout with (format csv, header true)").format(query)) as copy:
+            for block in copy:
+                data = bytes(block)
+                fh.write(data)
+                sha.update(data)
+                lines += data.count(b"\n")
+        rows = cur.rowcount
+    if rows < 0:  # pragma: no cover - older servers do not report COPY TO counts
+        rows = lines - 1
+    return rows, sha.hexdigest()
+
+
+def export_date(report_date: dt.date, out: Path, url: str | None = None) -> Path:
+    """Write <out>/<D>/<party>/<report>_<party>_<YYYYMMDD>.csv for every party and report,
+    and <out>/<D>/manifest.json. Returns the date folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    ds, compact = report_date.isoformat(), report_date.strftime("%Y%m%d")
+    target = out / ds
+    tmp = out / f".{ds}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    files: list[ExportedFile] = []
+    try:
+        with db.connect(url) as conn, conn.transaction():
+            # One snapshot for every file of the date.
+            conn.execute("set transaction isolation level repeatable read, read only")
+            parties = parties_at_end_of(conn, report_date)
+            selects = {r.report_id: _select_list(conn, r) for r in REPORTS}
+            for party in parties:
+                (tmp / party).mkdir()
+                for report in REPORTS:
+                    rel = f"{party}/{report.report_id}_{party}_{compact}.csv"
+                    query = sql.SQL("select {} from {} where report_date = {} and party_id = {} order by {}").format(
+                        selects[report.report_id],
+                        sql.Identifier("marts", report.model),
+                        sql.Literal(report_date),
+                        sql.Literal(party),
+                        sql.SQL(", ").join(map(sql.Identifier, report.key)),
+                    )
+                    rows, sha = _copy_to_file(conn, query, tmp / rel)
+                    files.append(ExportedFile(rel, party, report.report_id, rows, sha))
+            log.info("export %s: %d files for %d parties", ds, len(files), len(parties))
+        manifest = {"report_date": ds, "files": [f.__dict__ for f in files]}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _swap_into_place(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

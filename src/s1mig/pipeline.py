@@ -1,0 +1,45 @@
+"""The four steps of the daily run, callable from the Airflow DAG or directly.
+
+Each step reads and writes only its report date, so a retry or re-run replaces."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from s1mig import dbt, export, gate, land
+
+log = logging.getLogger(__name__)
+
+
+def land_step(landing: Path, report_date: dt.date, url: str | None = None) -> dict:
+    result = land.land(landing / report_date.isoformat(), report_date, url)
+    log.info(result.line())
+    return {"status": result.status, "delivery_sha256": result.delivery_sha256, "rows": result.rows}
+
+
+def dbt_step(report_date: dt.date, url: str | None = None) -> None:
+    dbt.build(report_date, url, echo=log.info)
+
+
+def gate_step(report_date: dt.date, run_id: str, url: str | None = None) -> list[dict]:
+    outcomes = gate.run_gate(report_date, run_id, url)
+    return [{"rule": o.rule.rule_id, "status": o.status, "failing": o.failing_count} for o in outcomes]
+
+
+def export_step(report_date: dt.date, out: Path, url: str | None = None) -> str:
+    folder = export.export_date(report_date, out, url)
+    log.info("exported %s to %s", report_date, folder)
+    return str(folder)
+
+
+def run_direct(landing: Path, report_date: dt.date, out: Path, run_id: str = "direct") -> str:
+    """All four steps in this process, without Airflow (benchmarks, debugging)."""
+    from s1mig import db
+
+    url = db.warehouse_url()
+    land_step(landing, report_date, url)
+    dbt_step(report_date, url)
+    gate_step(report_date, run_id, url)
+    return export_step(report_date, out, url)
