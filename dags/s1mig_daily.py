@@ -27,7 +27,9 @@ DEFAULT_ARGS = {
     dag_id="s1mig_daily",
     description="Land the day's MRR extracts, build the S1MIG marts, reconcile, export per party",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="Europe/London"),
-    start_date=pendulum.datetime(2020, 7, 31, tz="Europe/London"),
+    # Early enough for any migration history (MRR baseline: 20 June 2019); with catchup
+    # off, only the latest interval is scheduled when the DAG is first unpaused.
+    start_date=pendulum.datetime(2019, 6, 20, tz="Europe/London"),
     catchup=os.environ.get("S1MIG_CATCHUP", "false").lower() == "true",
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

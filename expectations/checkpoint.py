@@ -44,9 +44,7 @@ def _context(gx_root: Path):
     gx_root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(gx_root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    datasource = context.data_sources.add_or_update_postgres(
-        name=DATASOURCE, connection_string="${S1MIG_GX_URL}"
-    )
+    datasource = context.data_sources.add_or_update_postgres(name=DATASOURCE, connection_string="${S1MIG_GX_URL}")
     try:
         asset = datasource.get_asset(ASSET)
     except LookupError:

@@ -25,17 +25,19 @@ def airflow_env(url: str) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(db.warehouse_env(url))
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_dir()),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
-        "S1MIG_HOME": str(config.home()),
-        "S1MIG_PROJECT_DIR": str(config.project_dir()),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_dir()),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+            "S1MIG_HOME": str(config.home()),
+            "S1MIG_PROJECT_DIR": str(config.project_dir()),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -61,12 +63,17 @@ def ensure_airflow_db(env: dict[str, str], echo: Callable[[str], None]) -> None:
         marker.touch()
 
 
-_STATE = re.compile(r"(?:Marking task as|task_id=)(?:.*?)(\b[a-z_]+\b)?.*?(SUCCESS|FAILED|UP_FOR_RETRY)")
+_TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
 
 
-def run_dag(report_date: dt.date, landing: Path, out: Path,
-            echo: Callable[[str], None] = print) -> tuple[bool, str, Path]:
-    """Run the DAG for one date. Returns (ok, reason, log file)."""
+def run_dag(
+    report_date: dt.date, landing: Path, out: Path, echo: Callable[[str], None] = print, skip: tuple[str, ...] = ()
+) -> tuple[bool, str, Path]:
+    """Run the DAG for one date. Returns (ok, reason, log file). Tasks in `skip` are
+    marked successful without running (e.g. re-run only the gate and the export)."""
+    unknown = set(skip) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(sorted(unknown))}; tasks are {', '.join(TASKS)}")
     url = db.warehouse_url()
     env = airflow_env(url)
     ensure_airflow_db(env, echo)
@@ -78,25 +85,29 @@ def run_dag(report_date: dt.date, landing: Path, out: Path,
     env["S1MIG_ERROR_FILE"] = str(error_file)
     conf = {"report_date": report_date.isoformat(), "landing": str(landing.resolve()), "out": str(out.resolve())}
     cmd = [_airflow(), "dags", "test", DAG_ID, report_date.isoformat(), "-c", json.dumps(conf)]
+    if skip:
+        cmd += ["--mark-success-pattern", "^(" + "|".join(skip) + ")$"]
     seen: set[str] = set()
     started = time.monotonic()
-    with open(log_file, "w") as log, subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as proc:
+    with (
+        open(log_file, "w") as log,
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            for task in TASKS:
-                if task in seen:
-                    continue
-                if f"task_id={task}" in line or f"Running task {task}" in line or f"'{task}'" in line:
-                    if "running" in line.lower() or "starting" in line.lower():
-                        seen.add(task)
-                        echo(f"  [{time.monotonic() - started:6.1f}s] {report_date} {task} ...")
+            match = _TASK_START.search(line)
+            if match and match.group(1) not in seen:
+                seen.add(match.group(1))
+                echo(f"  [{time.monotonic() - started:6.1f}s] {report_date} {match.group(1)} ...")
     reason = error_file.read_text().strip().splitlines()[0] if error_file.exists() else ""
-    ok = proc.returncode == 0 and not reason and _export_done(out, report_date)
+    ok = proc.returncode == 0 and not reason and ("export" in skip or _export_done(out, report_date))
     if not ok and not reason:
-        reason = f"DAG run failed (exit code {proc.returncode}); see {log_file}"
+        reason = (
+            f"DAG run failed (exit code {proc.returncode})"
+            if proc.returncode
+            else "the DAG run ended without exporting (no task ran: is the date before the DAG's start_date?)"
+        )
     return ok, reason, log_file
 
 

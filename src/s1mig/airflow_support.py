@@ -43,8 +43,9 @@ def warehouse_url() -> str:
         conn = Connection.get(db.AIRFLOW_CONN_ID)
     except Exception:  # noqa: BLE001 - not defined: fall back to the local resolution
         return db.warehouse_url()
-    return db.url_from_parts(conn.host or "localhost", conn.port, conn.login or "postgres",
-                             conn.password, conn.schema or db.WAREHOUSE_DB)
+    return db.url_from_parts(
+        conn.host or "localhost", conn.port, conn.login or "postgres", conn.password, conn.schema or db.WAREHOUSE_DB
+    )
 
 
 def fail_fast(func: Callable) -> Callable:

@@ -32,13 +32,14 @@ def _check_drop(landing: Path, day: dt.date) -> None:
         raise DropMissing(day.isoformat(), str(manifest))
 
 
-def _run_one(landing: Path, day: dt.date, out: Path) -> int:
+def _run_one(landing: Path, day: dt.date, out: Path, skip: tuple[str, ...] = ()) -> int:
     from s1mig import airflow_run
 
-    _check_drop(landing, day)
+    if "land" not in skip:
+        _check_drop(landing, day)
     started = time.monotonic()
     print(f"s1mig: running {airflow_run.DAG_ID} for {day} through Airflow ...", flush=True)
-    ok, reason, log_file = airflow_run.run_dag(day, landing, out, echo=lambda s: print(s, flush=True))
+    ok, reason, log_file = airflow_run.run_dag(day, landing, out, echo=lambda s: print(s, flush=True), skip=skip)
     if not ok:
         return _err(f"{day}: {reason} (Airflow log: {log_file})")
     folder = out.resolve() / day.isoformat()
@@ -47,7 +48,8 @@ def _run_one(landing: Path, day: dt.date, out: Path) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_one(args.landing, args.date, args.out)
+    skip = tuple(t for t in (args.skip or "").split(",") if t)
+    return _run_one(args.landing, args.date, args.out, skip)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -86,7 +88,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "stop":
         if os.environ.get("S1MIG_DATABASE_URL"):
             return _err("S1MIG_DATABASE_URL is set: that server is not ours to stop")
-        print("s1mig: embedded PostgreSQL stopped" if db.stop_embedded() else "s1mig: embedded PostgreSQL was not running")
+        print(
+            "s1mig: embedded PostgreSQL stopped" if db.stop_embedded() else "s1mig: embedded PostgreSQL was not running"
+        )
     elif args.action == "url":
         print(db.warehouse_url())
     elif args.action == "start":
@@ -122,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landing", type=Path, required=True, help="folder holding <YYYY-MM-DD>/ drops")
     p.add_argument("--date", type=_date, required=True, help="report date D (YYYY-MM-DD)")
     p.add_argument("--out", type=Path, required=True, help="export folder")
+    p.add_argument(
+        "--skip",
+        metavar="TASK[,TASK]",
+        help="mark these tasks successful without running them, e.g. land,dbt_build "
+        "to re-run only the gate and the export",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backfill", help="run each date of a range in order, stopping at the first failure")
@@ -159,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except (S1migError, DropMissing) as err:

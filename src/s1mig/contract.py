@@ -24,24 +24,44 @@ EXTRACTS: tuple[Extract, ...] = (
     Extract(
         "installations",
         (
-            "installation_id", "cohort", "group_id", "mpan", "mprn",
-            "elec_supplier_id", "gas_supplier_id", "eligible_from", "effective_from",
+            "installation_id",
+            "cohort",
+            "group_id",
+            "mpan",
+            "mprn",
+            "elec_supplier_id",
+            "gas_supplier_id",
+            "eligible_from",
+            "effective_from",
         ),
         "effective_from",
     ),
     Extract(
         "migration_authorisations",
         (
-            "ma_file_name", "ma_record_no", "party_id", "received_at", "installation_id",
-            "mpxn", "requested_migration_date", "ma_status", "ma_error_code",
+            "ma_file_name",
+            "ma_record_no",
+            "party_id",
+            "received_at",
+            "installation_id",
+            "mpxn",
+            "requested_migration_date",
+            "ma_status",
+            "ma_error_code",
         ),
         "received_at",
     ),
     Extract(
         "migration_attempts",
         (
-            "attempt_id", "installation_id", "attempt_no", "ma_file_name", "ma_record_no",
-            "party_id", "scheduled_at", "scheduled_for",
+            "attempt_id",
+            "installation_id",
+            "attempt_no",
+            "ma_file_name",
+            "ma_record_no",
+            "party_id",
+            "scheduled_at",
+            "scheduled_for",
         ),
         "scheduled_at",
     ),
@@ -53,8 +73,15 @@ EXTRACTS: tuple[Extract, ...] = (
     Extract(
         "cof_records",
         (
-            "cof_file_name", "cof_counter", "party_id", "sec_party_signifier", "generated_at",
-            "attempt_id", "installation_id", "response", "reason_code",
+            "cof_file_name",
+            "cof_counter",
+            "party_id",
+            "sec_party_signifier",
+            "generated_at",
+            "attempt_id",
+            "installation_id",
+            "response",
+            "reason_code",
         ),
         "generated_at",
     ),
@@ -119,8 +146,13 @@ class Report:
 
 # The reports the marts currently implement, in export order.
 REPORTS: tuple[Report, ...] = (
-    Report("S1MIG-001", "Successfully Migrated Installations", "s1mig_001",
-           ("party_id", "installation_id", "attempt_no", "fuel")),
-    Report("S1MIG-006", "Migration Completion Status", "s1mig_006",
-           ("party_id", "installation_id", "attempt_no", "fuel")),
+    Report(
+        "S1MIG-001",
+        "Successfully Migrated Installations",
+        "s1mig_001",
+        ("party_id", "installation_id", "attempt_no", "fuel"),
+    ),
+    Report(
+        "S1MIG-006", "Migration Completion Status", "s1mig_006", ("party_id", "installation_id", "attempt_no", "fuel")
+    ),
 )

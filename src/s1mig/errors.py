@@ -19,8 +19,13 @@ class DropRejected(S1migError):
         super().__init__(f"drop {drop_date} rejected: {where}: {problem}")
 
     def as_dict(self) -> dict:
-        return {"drop_date": self.drop_date, "file": self.file, "line": self.line,
-                "problem": self.problem, "message": str(self)}
+        return {
+            "drop_date": self.drop_date,
+            "file": self.file,
+            "line": self.line,
+            "problem": self.problem,
+            "message": str(self),
+        }
 
 
 class GateBlocked(S1migError):

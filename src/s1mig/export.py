@@ -45,9 +45,7 @@ def parties_at_end_of(conn: psycopg.Connection, report_date: dt.date) -> list[st
     return [r[0] for r in rows]
 
 
-def _select_list(conn: psycopg.Connection, report: Report) -> sql.Composable:
-    """The mart's columns in order, formatted as section 5 says: timestamps as UTC
-    YYYY-MM-DDTHH:MM:SSZ, dates as YYYY-MM-DD, numerics as stored (scale 2 for pct)."""
+def _column_types(conn: psycopg.Connection, report: Report) -> dict[str, str]:
     cols = conn.execute(
         "select column_name, data_type from information_schema.columns "
         "where table_schema = 'marts' and table_name = %s order by ordinal_position",
@@ -55,12 +53,26 @@ def _select_list(conn: psycopg.Connection, report: Report) -> sql.Composable:
     ).fetchall()
     if not cols:
         raise RuntimeError(f"mart marts.{report.model} does not exist: run dbt build first")
+    return dict(cols)
+
+
+def _sort_key(types: dict[str, str], column: str) -> sql.Composable:
+    """Text sorts by code point (COLLATE "C"), so the order is the same on any server."""
+    if types[column] == "text":
+        return sql.SQL('{} collate "C"').format(sql.Identifier(column))
+    return sql.Identifier(column)
+
+
+def _select_list(types: dict[str, str]) -> sql.Composable:
+    """The mart's columns in order, formatted as section 5 says: timestamps as UTC
+    YYYY-MM-DDTHH:MM:SSZ, dates as YYYY-MM-DD, numerics as stored (scale 2 for pct)."""
     parts = []
-    for name, data_type in cols:
+    for name, data_type in types.items():
         ident = sql.Identifier(name)
         if data_type == "timestamp with time zone":
-            parts.append(sql.SQL("""to_char({} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as {}""")
-                         .format(ident, ident))
+            parts.append(
+                sql.SQL("""to_char({} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as {}""").format(ident, ident)
+            )
         elif data_type == "date":
             parts.append(sql.SQL("to_char({}, 'YYYY-MM-DD') as {}").format(ident, ident))
         else:
@@ -99,7 +111,8 @@ def export_date(report_date: dt.date, out: Path, url: str | None = None) -> Path
             # One snapshot for every file of the date.
             conn.execute("set transaction isolation level repeatable read, read only")
             parties = parties_at_end_of(conn, report_date)
-            selects = {r.report_id: _select_list(conn, r) for r in REPORTS}
+            selects_types = {r.report_id: _column_types(conn, r) for r in REPORTS}
+            selects = {r.report_id: _select_list(selects_types[r.report_id]) for r in REPORTS}
             for party in parties:
                 (tmp / party).mkdir()
                 for report in REPORTS:
@@ -109,7 +122,7 @@ def export_date(report_date: dt.date, out: Path, url: str | None = None) -> Path
                         sql.Identifier("marts", report.model),
                         sql.Literal(report_date),
                         sql.Literal(party),
-                        sql.SQL(", ").join(map(sql.Identifier, report.key)),
+                        sql.SQL(", ").join(_sort_key(selects_types[report.report_id], c) for c in report.key),
                     )
                     rows, sha = _copy_to_file(conn, query, tmp / rel)
                     files.append(ExportedFile(rel, party, report.report_id, rows, sha))

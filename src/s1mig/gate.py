@@ -38,8 +38,16 @@ def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
             conn.execute(
                 "insert into audit.gate_results (run_id, report_date, rule_id, rule_name, severity, status, "
                 "failing_count, sample_keys) values (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, report_date, o.rule.rule_id, o.rule.name, o.rule.severity, o.status,
-                 o.failing_count, o.sample_keys),
+                (
+                    run_id,
+                    report_date,
+                    o.rule.rule_id,
+                    o.rule.name,
+                    o.rule.severity,
+                    o.status,
+                    o.failing_count,
+                    o.sample_keys,
+                ),
             )
     for o in outcomes:
         log.info("gate %s: %s %s", report_date, o.status.upper(), o.line())

@@ -112,42 +112,51 @@ def read_manifest(drop_dir: Path, drop_date: str) -> list[ManifestEntry]:
         line = getattr(exc, "lineno", None)
         raise DropRejected(drop_date, "manifest.json", line, f"not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("extracts"), list):
-        raise DropRejected(drop_date, "manifest.json", None,
-                           'expected an object with "drop_date" and an "extracts" list')
+        raise DropRejected(
+            drop_date, "manifest.json", None, 'expected an object with "drop_date" and an "extracts" list'
+        )
     if manifest.get("drop_date") != drop_date:
-        raise DropRejected(drop_date, "manifest.json", None,
-                           f"drop_date is {manifest.get('drop_date')!r}, folder says {drop_date}")
+        raise DropRejected(
+            drop_date, "manifest.json", None, f"drop_date is {manifest.get('drop_date')!r}, folder says {drop_date}"
+        )
     entries: dict[str, ManifestEntry] = {}
     for i, item in enumerate(manifest["extracts"], start=1):
         if not isinstance(item, dict) or set(item) != {"name", "file", "rows", "sha256"}:
-            raise DropRejected(drop_date, "manifest.json", None,
-                               f"extracts[{i}] must have exactly name, file, rows, sha256")
+            raise DropRejected(
+                drop_date, "manifest.json", None, f"extracts[{i}] must have exactly name, file, rows, sha256"
+            )
         name, file, rows, sha = item["name"], item["file"], item["rows"], item["sha256"]
         if name not in EXTRACTS_BY_NAME:
             raise DropRejected(drop_date, "manifest.json", None, f"unknown extract {name!r}")
         if name in entries:
             raise DropRejected(drop_date, "manifest.json", None, f"extract {name!r} listed twice")
         if file not in (f"{name}.csv", f"{name}.csv.gz"):
-            raise DropRejected(drop_date, "manifest.json", None,
-                               f"extract {name!r} file must be {name}.csv or {name}.csv.gz, got {file!r}")
+            raise DropRejected(
+                drop_date,
+                "manifest.json",
+                None,
+                f"extract {name!r} file must be {name}.csv or {name}.csv.gz, got {file!r}",
+            )
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
             raise DropRejected(drop_date, "manifest.json", None, f"{name}: rows must be a whole number")
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-            raise DropRejected(drop_date, "manifest.json", None,
-                               f"{name}: sha256 must be 64 lowercase hex digits")
+            raise DropRejected(drop_date, "manifest.json", None, f"{name}: sha256 must be 64 lowercase hex digits")
         path = drop_dir / file
         if not path.is_file():
             raise DropRejected(drop_date, file, None, "listed in manifest.json but missing")
         entries[name] = ManifestEntry(EXTRACTS_BY_NAME[name], path, rows, sha)
     missing = [e.name for e in EXTRACTS if e.name not in entries]
     if missing:
-        raise DropRejected(drop_date, "manifest.json", None,
-                           f"extracts missing from manifest: {', '.join(missing)}")
+        raise DropRejected(drop_date, "manifest.json", None, f"extracts missing from manifest: {', '.join(missing)}")
     expected = {"manifest.json"} | {e.path.name for e in entries.values()}
     extra = sorted(p.name for p in drop_dir.iterdir() if p.name not in expected)
     if extra:
-        raise DropRejected(drop_date, extra[0], None,
-                           "file not in the contract (a drop holds manifest.json and the eight extracts only)")
+        raise DropRejected(
+            drop_date,
+            extra[0],
+            None,
+            "file not in the contract (a drop holds manifest.json and the eight extracts only)",
+        )
     return [entries[e.name] for e in EXTRACTS]
 
 
@@ -242,9 +251,11 @@ def _copy_file(conn: psycopg.Connection, entry: ManifestEntry, drop_date: str) -
         else:
             problem = f"header is {','.join(header)}; the contract says {','.join(ex.columns)}"
         raise reader.reject(1, problem)
-    conn.execute("select set_config('s1mig.file_name', %s, true), "
-                 "set_config('s1mig.file_sha256', %s, true), setval('raw.row_number_seq', 1, false)",
-                 (entry.path.name, entry.sha256))
+    conn.execute(
+        "select set_config('s1mig.file_name', %s, true), "
+        "set_config('s1mig.file_sha256', %s, true), setval('raw.row_number_seq', 1, false)",
+        (entry.path.name, entry.sha256),
+    )
     copy_sql = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
         sql.Identifier("raw", ex.name), sql.SQL(", ").join(map(sql.Identifier, ex.columns))
     )
@@ -270,14 +281,14 @@ def _copy_file(conn: psycopg.Connection, entry: ManifestEntry, drop_date: str) -
 
 
 def _check_sequence(conn: psycopg.Connection, drop_date: dt.date) -> None:
-    landed = {r[0] for r in conn.execute(
-        "select distinct drop_date from raw.drop_ledger where superseded_at is null")}
+    landed = {r[0] for r in conn.execute("select distinct drop_date from raw.drop_ledger where superseded_at is null")}
     if not landed or drop_date in landed or (drop_date - dt.timedelta(days=1)) in landed:
         return
     first, last = min(landed), max(landed)
     if drop_date < first:
-        problem = (f"the warehouse starts at {first} (that drop carries all earlier history); "
-                   f"an earlier drop cannot be added")
+        problem = (
+            f"the warehouse starts at {first} (that drop carries all earlier history); an earlier drop cannot be added"
+        )
     else:
         problem = f"drop {drop_date - dt.timedelta(days=1)} has not been landed (last landed: {last}); land the missing days first (s1mig backfill)"
     raise DropRejected(str(drop_date), "manifest.json", None, problem)
@@ -304,8 +315,9 @@ def land(drop_dir: Path, drop_date: dt.date, url: str | None = None) -> LandResu
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (LANDING_LOCK,))
                 current = conn.execute(
-                    "select delivery_sha256 from raw.drop_ledger "
-                    "where drop_date = %s and superseded_at is null", (drop_date,)).fetchone()
+                    "select delivery_sha256 from raw.drop_ledger where drop_date = %s and superseded_at is null",
+                    (drop_date,),
+                ).fetchone()
                 if current and current[0] == fingerprint:
                     log.info("drop %s: identical delivery already landed, nothing to do", ds)
                     return LandResult(drop_date, "unchanged", fingerprint, {})
@@ -313,17 +325,24 @@ def land(drop_dir: Path, drop_date: dt.date, url: str | None = None) -> LandResu
                 conn.execute("select set_config('s1mig.drop_date', %s, true)", (ds,))
                 rows: dict[str, int] = {}
                 for entry in entries:
-                    conn.execute(sql.SQL("delete from {} where _drop_date = %s").format(
-                        sql.Identifier("raw", entry.extract.name)), (drop_date,))
+                    conn.execute(
+                        sql.SQL("delete from {} where _drop_date = %s").format(
+                            sql.Identifier("raw", entry.extract.name)
+                        ),
+                        (drop_date,),
+                    )
                     rows[entry.extract.name] = _copy_file(conn, entry, ds)
                     log.info("drop %s: %s %d rows", ds, entry.path.name, rows[entry.extract.name])
-                conn.execute("update raw.drop_ledger set superseded_at = now() "
-                             "where drop_date = %s and superseded_at is null", (drop_date,))
+                conn.execute(
+                    "update raw.drop_ledger set superseded_at = now() where drop_date = %s and superseded_at is null",
+                    (drop_date,),
+                )
                 manifest = json.loads((drop_dir / "manifest.json").read_text())
                 conn.execute(
                     "insert into raw.drop_ledger (drop_date, delivery_sha256, manifest, rows_landed) "
                     "values (%s, %s, %s, %s)",
-                    (drop_date, fingerprint, json.dumps(manifest), json.dumps(rows)))
+                    (drop_date, fingerprint, json.dumps(manifest), json.dumps(rows)),
+                )
         return LandResult(drop_date, "replaced" if current else "landed", fingerprint, rows)
     except DropRejected as err:
         path = quarantine(err, drop_dir)

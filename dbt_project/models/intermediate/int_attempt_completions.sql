@@ -50,7 +50,7 @@ failures as (
 first_failures as (
     select distinct on (attempt_id) *
     from failures
-    order by attempt_id asc, failed_at asc, tmad_step_no asc, tie_key asc
+    order by attempt_id asc, failed_at asc, tmad_step_no asc, tie_key collate "C" asc
 ),
 
 commissioned as (
@@ -67,7 +67,7 @@ party_success_cofs as (
         generated_at
     from cof_records
     where response = 'SUCCESS'
-    order by attempt_id asc, party_id asc, cof_counter asc, cof_file_name asc
+    order by attempt_id asc, party_id asc, cof_counter asc, cof_file_name collate "C" asc
 ),
 
 attempt_parties as (

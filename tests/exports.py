@@ -1,0 +1,39 @@
+"""Check exported files against the test oracle (tests/reference.py), computed straight
+from the raw drops, never from our SQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+
+import reference as ref
+
+from s1mig.contract import REPORTS
+
+EXPORTED = tuple(r.report_id for r in REPORTS)
+
+
+def assert_exports_match_reference(landing: Path, out: Path, day: date) -> dict[str, int]:
+    """Every file of the date is exactly what the oracle expects; returns rows per report."""
+    wh = ref.load(landing, day)
+    expected = ref.expected_files(wh, day, EXPORTED)
+    folder = out / day.isoformat()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["report_date"] == day.isoformat()
+    listed = {f["path"]: f for f in manifest["files"]}
+    expected_paths = {ref.file_name(rid, party, day) for party in expected for rid in expected[party]}
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*.csv")}
+    assert set(listed) == expected_paths == on_disk
+    totals = dict.fromkeys(EXPORTED, 0)
+    for party, reports in expected.items():
+        for rid, rows in reports.items():
+            path = ref.file_name(rid, party, day)
+            data = (folder / path).read_bytes()
+            assert data.decode("utf-8") == ref.to_csv(rid, rows), f"{path} differs from the reference"
+            entry = listed[path]
+            assert (entry["party_id"], entry["report_id"], entry["rows"]) == (party, rid, len(rows))
+            assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+            totals[rid] += len(rows)
+    return totals
