@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from conftest import REPO
 
 EXPECTED_TASKS = ["land", "dbt_build", "reconciliation_gate", "export"]

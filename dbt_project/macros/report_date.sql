@@ -4,7 +4,9 @@
     {%- set d = var('report_date') -%}
     {%- if d is none -%}
         {%- if execute -%}
-            {{ exceptions.raise_compiler_error("var report_date is required: dbt build --vars '{report_date: YYYY-MM-DD}'") }}
+            {{ exceptions.raise_compiler_error(
+                "var report_date is required: dbt build --vars '{report_date: YYYY-MM-DD}'"
+            ) }}
         {%- endif -%}
         {%- set d = '1970-01-01' -%}
     {%- endif -%}

@@ -290,7 +290,10 @@ def _check_sequence(conn: psycopg.Connection, drop_date: dt.date) -> None:
             f"the warehouse starts at {first} (that drop carries all earlier history); an earlier drop cannot be added"
         )
     else:
-        problem = f"drop {drop_date - dt.timedelta(days=1)} has not been landed (last landed: {last}); land the missing days first (s1mig backfill)"
+        problem = (
+            f"drop {drop_date - dt.timedelta(days=1)} has not been landed (last landed: {last}); "
+            "land the missing days first (s1mig backfill)"
+        )
     raise DropRejected(str(drop_date), "manifest.json", None, problem)
 
 

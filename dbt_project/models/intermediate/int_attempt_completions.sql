@@ -88,10 +88,11 @@ successes as (
         max(attempt_parties.success_cof_generated_at) as completed_at
     from attempt_parties
     inner join commissioned on attempt_parties.attempt_id = commissioned.attempt_id
-    where not exists (
-        select 1 from first_failures
-        where first_failures.attempt_id = attempt_parties.attempt_id
-    )
+    where
+        not exists (
+            select 1 from first_failures
+            where first_failures.attempt_id = attempt_parties.attempt_id
+        )
     group by attempt_parties.attempt_id
     having count(*) = count(attempt_parties.success_cof_file_name)
 ),

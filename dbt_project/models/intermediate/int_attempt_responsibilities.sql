@@ -33,27 +33,39 @@ attempt_installation as (
     inner join installations
         on
             attempts.installation_id = installations.installation_id
-            and installations.valid_from <= attempts.scheduled_at
+            and attempts.scheduled_at >= installations.valid_from
             and (installations.valid_to is null or attempts.scheduled_at < installations.valid_to)
 ),
 
 responsibilities as (
     select
-        attempt_id, elec_supplier_id as party_id, 'DUAL' as fuel, mpan, mprn
+        attempt_id,
+        elec_supplier_id as party_id,
+        'DUAL' as fuel,
+        mpan,
+        mprn
     from attempt_installation
     where is_dual
 
     union all
 
     select
-        attempt_id, elec_supplier_id as party_id, 'ELEC' as fuel, mpan, null as mprn
+        attempt_id,
+        elec_supplier_id as party_id,
+        'ELEC' as fuel,
+        mpan,
+        null as mprn
     from attempt_installation
     where mpan is not null and not is_dual
 
     union all
 
     select
-        attempt_id, gas_supplier_id as party_id, 'GAS' as fuel, null as mpan, mprn
+        attempt_id,
+        gas_supplier_id as party_id,
+        'GAS' as fuel,
+        null as mpan,
+        mprn
     from attempt_installation
     where mprn is not null and not is_dual
 )

@@ -1,0 +1,47 @@
+"""The embedded default: started once, shared by concurrent commands, stopped on request."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(home, *args) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("S1MIG_DATABASE_URL", "XDG_RUNTIME_DIR")}
+    env["S1MIG_HOME"] = str(home)
+    return subprocess.Popen([sys.executable, "-m", "s1mig.cli", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _postmasters(pgdata) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["name"] == "postgres" and "-D" in cmd and str(pgdata) in cmd:
+            found.append(proc)
+    return found
+
+
+@pytest.mark.skipif(bool(os.environ.get("S1MIG_DATABASE_URL")), reason="tests an embedded server")
+def test_two_commands_at_once_share_one_embedded_server(tmp_path):
+    home = tmp_path / "home"
+    procs = [_cli(home, "db", "url") for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    urls = {out.strip() for out, _ in outputs}
+    assert len(urls) == 1, urls
+    pgdata = home / "pgdata"
+    assert len(_postmasters(pgdata)) == 1
+    stop = _cli(home, "db", "stop")
+    out, err = stop.communicate(timeout=60)
+    assert stop.returncode == 0 and "stopped" in out, err
+    assert _postmasters(pgdata) == []
+    again = _cli(home, "db", "stop")
+    assert "not running" in again.communicate(timeout=60)[0]
