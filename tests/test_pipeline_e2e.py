@@ -98,8 +98,18 @@ def test_generated_days_end_to_end(warehouse, tmp_path):
     landing, out = tmp_path / "landing", tmp_path / "out"
     start = date(2020, 7, 31)
     generate(landing, start, 3, 300, seed=7, progress=False)
-    proc = run_cli("backfill", "--landing", str(landing), "--start", start.isoformat(),
-                   "--end", (start + timedelta(days=2)).isoformat(), "--out", str(out), check=True)
+    proc = run_cli(
+        "backfill",
+        "--landing",
+        str(landing),
+        "--start",
+        start.isoformat(),
+        "--end",
+        (start + timedelta(days=2)).isoformat(),
+        "--out",
+        str(out),
+        check=True,
+    )
     assert proc.stdout.count("done in") == 3
     seen = {"S1MIG-001": 0, "S1MIG-006": 0}
     for offset in range(3):

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.integration
 def _cli(home, *args) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("S1MIG_DATABASE_URL", "XDG_RUNTIME_DIR")}
     env["S1MIG_HOME"] = str(home)
-    return subprocess.Popen([sys.executable, "-m", "s1mig.cli", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "s1mig.cli", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _postmasters(pgdata) -> list[psutil.Process]:
