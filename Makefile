@@ -38,7 +38,7 @@ test: install
 lint: install
 	$(BIN)/ruff check src dags expectations tests
 	$(BIN)/ruff format --check src dags expectations tests
-	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+	$(BIN)/sqlfluff lint dbt_project/models
 
 format: install
 	$(BIN)/ruff format src dags expectations tests

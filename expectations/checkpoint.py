@@ -109,5 +109,7 @@ def run_checkpoint(report_date: dt.date, gx_root: Path, rules: tuple[Rule, ...] 
 
 
 def _key(row) -> str:
+    if isinstance(row, dict) and "record" in row:
+        return str(row["record"])
     values = list(row.values()) if isinstance(row, dict) else list(row)
     return "/".join("" if v is None else str(v) for v in values)

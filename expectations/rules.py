@@ -14,7 +14,10 @@ class Rule:
     name: str
     severity: str  # "blocking" or "warning"
     description: str
-    sql: str  # uses {batch} (the S1MIG-006 mart) and {report_date} (a date literal)
+    # SQL returning the unexpected rows; uses {batch} (the S1MIG-006 mart, which GX
+    # requires every query to name) and {report_date} (a date literal). A column named
+    # `record` is shown as the sample key; otherwise the row's values joined by "/".
+    sql: str
 
     def query(self, report_date: dt.date) -> str:
         # {batch} is left for GX to fill in; the date is a validated ISO date literal.
@@ -22,6 +25,23 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(
+        rule_id="L1",
+        name="no_rejected_records",
+        severity="blocking",
+        description=(
+            "No landed record of any drop up to the report date was rejected (bad value or "
+            "unresolvable reference): reports built without them would be silently incomplete"
+        ),
+        sql="""
+with batch_scope as (select 1 from {batch} limit 1)
+select
+    'drop ' || _drop_date || ' ' || _file_name || ' line ' || line_no || ': ' || reject_reason as record
+from intermediate.int_rejected_records
+where _drop_date <= {report_date}
+order by _drop_date, extract_name, line_no
+""",
+    ),
     Rule(
         rule_id="R1",
         name="006_success_equals_001",

@@ -266,3 +266,31 @@ def build_handmade_landing(root: Path) -> Path:
     manifest["extracts"][-1]["rows"] = 2
     (bad / "manifest.json").write_text(json.dumps(manifest))
     return root
+
+
+def refresh_manifest(folder: Path) -> None:
+    """Recompute every manifest entry's rows and sha256 from the files as they are now."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["extracts"]:
+        data = (folder / entry["file"]).read_bytes()
+        text = gzip.decompress(data) if entry["file"].endswith(".gz") else data
+        entry["rows"] = len(list(csv.reader(io.StringIO(text.decode("utf-8"))))) - 1
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def edit_rows(folder: Path, extract: str, match: dict[str, str], changes: dict[str, str]) -> None:
+    """Change the values of the rows of one (plain CSV) extract that match `match`, keeping
+    the manifest consistent, so only the value fault remains."""
+    path = folder / f"{extract}.csv"
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    hits = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    assert hits, f"no {extract} row matches {match}"
+    for row in hits:
+        row.update(changes)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buf.getvalue())
+    refresh_manifest(folder)

@@ -1,14 +1,22 @@
 with source as (
     select * from {{ source('raw', 'capacity_allocations') }}
+),
+
+checked as (
+    select
+        source.*,
+        {{ reject_reason_capacity_allocations() }} as _reject_reason
+    from source
 )
 
 select
-    nullif(migration_date, '')::date as migration_date,
+    {{ safe_cast('migration_date', 'date') }} as migration_date,
     nullif(party_id, '') as party_id,
-    nullif(demand, '')::integer as demand,
-    nullif(allocation, '')::integer as allocation,
-    nullif(allocated_at, '')::timestamptz as allocated_at,
+    {{ safe_cast('demand', 'integer') }} as demand,
+    {{ safe_cast('allocation', 'integer') }} as allocation,
+    {{ safe_cast('allocated_at', 'timestamptz') }} as allocated_at,
     _drop_date,
     _file_name,
     _row_number
-from source
+from checked
+where _reject_reason is null

@@ -1,13 +1,20 @@
 with source as (
     select * from {{ source('raw', 'cof_records') }}
+),
+
+checked as (
+    select
+        source.*,
+        {{ reject_reason_cof_records() }} as _reject_reason
+    from source
 )
 
 select
     nullif(cof_file_name, '') as cof_file_name,
-    nullif(cof_counter, '')::bigint as cof_counter,
+    {{ safe_cast('cof_counter', 'bigint') }} as cof_counter,
     nullif(party_id, '') as party_id,
     nullif(sec_party_signifier, '') as sec_party_signifier,
-    nullif(generated_at, '')::timestamptz as generated_at,
+    {{ safe_cast('generated_at', 'timestamptz') }} as generated_at,
     nullif(attempt_id, '') as attempt_id,
     nullif(installation_id, '') as installation_id,
     nullif(response, '') as response,
@@ -15,4 +22,5 @@ select
     _drop_date,
     _file_name,
     _row_number
-from source
+from checked
+where _reject_reason is null

@@ -1,12 +1,20 @@
 with source as (
     select * from {{ source('raw', 'exclusions') }}
+),
+
+checked as (
+    select
+        source.*,
+        {{ reject_reason_exclusions() }} as _reject_reason
+    from source
 )
 
 select
     nullif(installation_id, '') as installation_id,
     nullif(exclusion_category, '') as exclusion_category,
-    nullif(excluded_at, '')::timestamptz as excluded_at,
+    {{ safe_cast('excluded_at', 'timestamptz') }} as excluded_at,
     _drop_date,
     _file_name,
     _row_number
-from source
+from checked
+where _reject_reason is null

@@ -2,6 +2,13 @@ with source as (
     select * from {{ source('raw', 'installations') }}
 ),
 
+checked as (
+    select
+        source.*,
+        {{ reject_reason_installations() }} as _reject_reason
+    from source
+),
+
 typed as (
     select
         nullif(installation_id, '') as installation_id,
@@ -11,12 +18,13 @@ typed as (
         nullif(mprn, '') as mprn,
         nullif(elec_supplier_id, '') as elec_supplier_id,
         nullif(gas_supplier_id, '') as gas_supplier_id,
-        nullif(eligible_from, '')::date as eligible_from,
-        nullif(effective_from, '')::timestamptz as effective_from,
+        {{ safe_cast('eligible_from', 'date') }} as eligible_from,
+        {{ safe_cast('effective_from', 'timestamptz') }} as effective_from,
         _drop_date,
         _file_name,
         _row_number
-    from source
+    from checked
+    where _reject_reason is null
 )
 
 select

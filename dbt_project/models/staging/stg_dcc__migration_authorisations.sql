@@ -1,18 +1,26 @@
 with source as (
     select * from {{ source('raw', 'migration_authorisations') }}
+),
+
+checked as (
+    select
+        source.*,
+        {{ reject_reason_migration_authorisations() }} as _reject_reason
+    from source
 )
 
 select
     nullif(ma_file_name, '') as ma_file_name,
-    nullif(ma_record_no, '')::integer as ma_record_no,
+    {{ safe_cast('ma_record_no', 'integer') }} as ma_record_no,
     nullif(party_id, '') as party_id,
-    nullif(received_at, '')::timestamptz as received_at,
+    {{ safe_cast('received_at', 'timestamptz') }} as received_at,
     nullif(installation_id, '') as installation_id,
     nullif(mpxn, '') as mpxn,
-    nullif(requested_migration_date, '')::date as requested_migration_date,
+    {{ safe_cast('requested_migration_date', 'date') }} as requested_migration_date,
     nullif(ma_status, '') as ma_status,
     nullif(ma_error_code, '') as ma_error_code,
     _drop_date,
     _file_name,
     _row_number
-from source
+from checked
+where _reject_reason is null

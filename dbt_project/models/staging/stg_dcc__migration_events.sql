@@ -1,16 +1,24 @@
 with source as (
     select * from {{ source('raw', 'migration_events') }}
+),
+
+checked as (
+    select
+        source.*,
+        {{ reject_reason_migration_events() }} as _reject_reason
+    from source
 )
 
 select
     nullif(event_id, '') as event_id,
     nullif(attempt_id, '') as attempt_id,
     nullif(stage, '') as stage,
-    nullif(step_no, '')::integer as step_no,
+    {{ safe_cast('step_no', 'integer') }} as step_no,
     nullif(outcome, '') as outcome,
     nullif(reason_code, '') as reason_code,
-    nullif(event_ts, '')::timestamptz as event_ts,
+    {{ safe_cast('event_ts', 'timestamptz') }} as event_ts,
     _drop_date,
     _file_name,
     _row_number
-from source
+from checked
+where _reject_reason is null

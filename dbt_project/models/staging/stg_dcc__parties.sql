@@ -2,17 +2,25 @@ with source as (
     select * from {{ source('raw', 'parties') }}
 ),
 
+checked as (
+    select
+        source.*,
+        {{ reject_reason_parties() }} as _reject_reason
+    from source
+),
+
 typed as (
     select
         nullif(party_id, '') as party_id,
         nullif(party_name, '') as party_name,
         nullif(sec_party_signifier, '') as sec_party_signifier,
         nullif(affiliate_group, '') as affiliate_group,
-        nullif(effective_from, '')::timestamptz as effective_from,
+        {{ safe_cast('effective_from', 'timestamptz') }} as effective_from,
         _drop_date,
         _file_name,
         _row_number
-    from source
+    from checked
+    where _reject_reason is null
 )
 
 select

@@ -1,0 +1,220 @@
+{#- Value-level validation of the raw extracts (spec section 2). Each extract has one
+    macro returning the reject reason of a raw row (NULL = valid). Staging keeps only
+    valid rows; stg_dcc__rejects lists the others with their lineage, and the gate
+    blocks every report date whose data includes a reject. One definition per rule. -#}
+
+{%- macro _v(column) -%}nullif({{ column }}, '')
+{%- endmacro -%}
+
+{%- macro _shown(column) -%}
+    '''' || left({{ column }}, 40) || ''''
+{%- endmacro -%}
+
+{%- macro required(column) -%}
+    case when {{ _v(column) }} is null then '{{ column }} is missing' end
+{%- endmacro -%}
+
+{%- macro matches(column, pattern, what) -%}
+    case when {{ _v(column) }} !~ '{{ pattern }}' then '{{ column }} ' || {{ _shown(column) }} || ' is not {{ what }}' end
+{%- endmacro -%}
+
+{%- macro one_of(column, values) -%}
+    case
+        when {{ _v(column) }} not in ('{{ values | join("', '") }}')
+            then '{{ column }} ' || {{ _shown(column) }} || ' is not one of {{ values | join(", ") }}'
+    end
+{%- endmacro -%}
+
+{%- macro utc_timestamp(column) -%}
+    case
+        when {{ _v(column) }} !~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$'
+            or not pg_input_is_valid({{ column }}, 'timestamptz')
+            then '{{ column }} ' || {{ _shown(column) }} || ' is not an ISO 8601 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)'
+    end
+{%- endmacro -%}
+
+{%- macro iso_date(column) -%}
+    case
+        when {{ _v(column) }} !~ '^\d{4}-\d{2}-\d{2}$' or not pg_input_is_valid({{ column }}, 'date')
+            then '{{ column }} ' || {{ _shown(column) }} || ' is not a date (YYYY-MM-DD)'
+    end
+{%- endmacro -%}
+
+{%- macro whole_number(column, minimum=0) -%}
+    case
+        when {{ _v(column) }} !~ '^\d{1,9}$'
+            then '{{ column }} ' || {{ _shown(column) }} || ' is not a whole number'
+        when {{ _v(column) }}::bigint < {{ minimum }}
+            then '{{ column }} ' || {{ _shown(column) }} || ' is below {{ minimum }}'
+    end
+{%- endmacro -%}
+
+{%- macro present_exactly_when(column, condition, condition_text) -%}
+    case
+        when ({{ _v(column) }} is not null) is distinct from coalesce({{ condition }}, false)
+            then '{{ column }} must be present exactly when {{ condition_text }}'
+    end
+{%- endmacro -%}
+
+{#- The record's time column must fall in its drop's local day; the first landed drop
+    also carries everything earlier (spec section 2). -#}
+{%- macro in_drop_day(column) -%}
+    case
+        when not coalesce(pg_input_is_valid({{ column }}, 'timestamptz'), false) then null
+        when {{ local_date(column ~ '::timestamptz') }} <> _drop_date
+            and not (
+                {{ local_date(column ~ '::timestamptz') }} < _drop_date
+                and _drop_date = (select min(l.drop_date) from {{ source('raw', 'drop_ledger') }} as l
+                                  where l.superseded_at is null)
+            )
+            then '{{ column }} ' || {{ _shown(column) }} || ' is not in the drop''s local day ' || _drop_date
+    end
+{%- endmacro -%}
+
+{%- macro reject_reason(checks) -%}
+    nullif(concat_ws(
+        '; '
+        {%- for check in checks %},
+        {{ check }}
+        {%- endfor %}
+    ), '')
+{%- endmacro -%}
+
+{%- macro reject_reason_for(extract) -%}
+    {%- if extract == 'parties' -%}{{ reject_reason_parties() }}
+    {%- elif extract == 'installations' -%}{{ reject_reason_installations() }}
+    {%- elif extract == 'migration_authorisations' -%}{{ reject_reason_migration_authorisations() }}
+    {%- elif extract == 'migration_attempts' -%}{{ reject_reason_migration_attempts() }}
+    {%- elif extract == 'migration_events' -%}{{ reject_reason_migration_events() }}
+    {%- elif extract == 'cof_records' -%}{{ reject_reason_cof_records() }}
+    {%- elif extract == 'capacity_allocations' -%}{{ reject_reason_capacity_allocations() }}
+    {%- elif extract == 'exclusions' -%}{{ reject_reason_exclusions() }}
+    {%- else -%}{{ exceptions.raise_compiler_error('no validation for extract ' ~ extract) }}
+    {%- endif -%}
+{%- endmacro -%}
+
+{%- macro reject_reason_parties() -%}
+    {{ reject_reason([
+        required('party_id'), matches('party_id', '^[A-Z0-9]{6}$', 'a party id (6 capitals or digits)'),
+        required('party_name'),
+        required('sec_party_signifier'),
+        matches('sec_party_signifier', '^([0-9A-F]{2}-){7}[0-9A-F]{2}$', 'an EUI-64 (XX-XX-XX-XX-XX-XX-XX-XX)'),
+        required('effective_from'), utc_timestamp('effective_from'), in_drop_day('effective_from'),
+    ]) }}
+{%- endmacro -%}
+
+{%- macro reject_reason_installations() -%}
+    {{ reject_reason([
+        required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id (S1 + 10 digits)'),
+        required('cohort'), one_of('cohort', ['IOC', 'MOC', 'FOC']),
+        required('group_id'), matches('group_id', '^[A-Z]{2}$', 'a group id (two capitals)'),
+        matches('mpan', '^[0-9]{13}$', 'an MPAN (13 digits)'),
+        matches('mprn', '^[0-9]{6,10}$', 'an MPRN (6 to 10 digits)'),
+        "case when nullif(mpan, '') is null and nullif(mprn, '') is null then 'neither mpan nor mprn is present' end",
+        matches('elec_supplier_id', '^[A-Z0-9]{6}$', 'a party id'),
+        matches('gas_supplier_id', '^[A-Z0-9]{6}$', 'a party id'),
+        present_exactly_when('elec_supplier_id', "nullif(mpan, '') is not null", 'mpan is'),
+        present_exactly_when('gas_supplier_id', "nullif(mprn, '') is not null", 'mprn is'),
+        iso_date('eligible_from'),
+        required('effective_from'), utc_timestamp('effective_from'), in_drop_day('effective_from'),
+    ]) }}
+{%- endmacro -%}
+
+{%- macro reject_reason_migration_authorisations() -%}
+    {{ reject_reason([
+        required('ma_file_name'),
+        matches('ma_file_name', '^MA_[A-Z0-9]{6}_([0-9A-F]{2}-){7}[0-9A-F]{2}_[0-9]{8}_[0-9]{6}$',
+                'an MA file name (MA_<party>_<signifier>_<YYYYMMDD>_<HHMMSS>)'),
+        required('ma_record_no'), whole_number('ma_record_no', 1),
+        required('party_id'), matches('party_id', '^[A-Z0-9]{6}$', 'a party id'),
+        required('received_at'), utc_timestamp('received_at'), in_drop_day('received_at'),
+        required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id'),
+        required('mpxn'), matches('mpxn', '^([0-9]{13}|[0-9]{6,10})$', 'an MPAN or MPRN'),
+        required('requested_migration_date'), iso_date('requested_migration_date'),
+        required('ma_status'), one_of('ma_status', ['ACCEPTED', 'REJECTED']),
+        present_exactly_when('ma_error_code', "ma_status = 'REJECTED'", 'ma_status is REJECTED'),
+        "case when nullif(ma_error_code, '') not in (select ma_error_code from " ~ ref('ma_error_codes')
+            ~ ") then 'ma_error_code ''' || left(ma_error_code, 40) || ''' is not a known MA error code' end",
+    ]) }}
+{%- endmacro -%}
+
+{%- macro reject_reason_migration_attempts() -%}
+    {{ reject_reason([
+        required('attempt_id'),
+        required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id'),
+        required('attempt_no'), whole_number('attempt_no', 1),
+        required('ma_file_name'), required('ma_record_no'), whole_number('ma_record_no', 1),
+        required('party_id'), matches('party_id', '^[A-Z0-9]{6}$', 'a party id'),
+        required('scheduled_at'), utc_timestamp('scheduled_at'), in_drop_day('scheduled_at'),
+        required('scheduled_for'), iso_date('scheduled_for'),
+    ]) }}
+{%- endmacro -%}
+
+{%- macro reject_reason_migration_events() -%}
+    {{ reject_reason([
+        required('event_id'), required('attempt_id'),
+        required('stage'), one_of('stage', ['MCF_VALIDATION', 'MVF_VALIDATION', 'DEVICE_TESTING', 'COMMISSIONING']),
+        required('step_no'), whole_number('step_no', 1),
+        required('outcome'), one_of('outcome', ['PASS', 'FAIL']),
+        present_exactly_when('reason_code', "outcome = 'FAIL'", 'outcome is FAIL'),
+        "case when nullif(reason_code, '') is not null and not exists (select 1 from " ~ ref('reason_codes')
+            ~ " as rc where rc.reason_code = source.reason_code and rc.stage = source.stage)"
+            ~ " then 'reason_code ''' || left(reason_code, 40) || ''' is not a known code of stage ' || coalesce(stage, '?') end",
+        "case when step_no !~ '^\\d{1,9}$' then null"
+            ~ " when outcome = 'PASS' and step_no::integer <> case stage when 'MCF_VALIDATION' then 19"
+            ~ " when 'MVF_VALIDATION' then 29 when 'DEVICE_TESTING' then 49 when 'COMMISSIONING' then 59 end"
+            ~ " then 'step_no ' || step_no || ' of a PASS is not the last step of ' || stage"
+            ~ " when outcome = 'FAIL' and not exists (select 1 from " ~ ref('reason_codes')
+            ~ " as rc where rc.reason_code = source.reason_code and rc.tmad_step_no = source.step_no::integer)"
+            ~ " then 'step_no ' || step_no || ' is not the step of reason_code ' || coalesce(reason_code, '?') end",
+        required('event_ts'), utc_timestamp('event_ts'), in_drop_day('event_ts'),
+    ]) }}
+{%- endmacro -%}
+
+{%- macro reject_reason_cof_records() -%}
+    {{ reject_reason([
+        required('cof_file_name'),
+        matches('cof_file_name', '^COF_([0-9A-F]{2}-){7}[0-9A-F]{2}_[0-9]{8}$',
+                'a COF file name (COF_<signifier>_<8-digit counter>)'),
+        required('cof_counter'), whole_number('cof_counter', 1),
+        required('party_id'), matches('party_id', '^[A-Z0-9]{6}$', 'a party id'),
+        required('sec_party_signifier'),
+        matches('sec_party_signifier', '^([0-9A-F]{2}-){7}[0-9A-F]{2}$', 'an EUI-64'),
+        required('generated_at'), utc_timestamp('generated_at'), in_drop_day('generated_at'),
+        required('attempt_id'),
+        required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id'),
+        required('response'), one_of('response', ['SUCCESS', 'FAILURE']),
+        present_exactly_when('reason_code', "response = 'FAILURE'", 'response is FAILURE'),
+        "case when nullif(reason_code, '') is not null and not exists (select 1 from " ~ ref('reason_codes')
+            ~ " as rc where rc.reason_code = source.reason_code and rc.stage = 'COF')"
+            ~ " then 'reason_code ''' || left(reason_code, 40) || ''' is not a known COF reason code' end",
+    ]) }}
+{%- endmacro -%}
+
+{%- macro reject_reason_capacity_allocations() -%}
+    {{ reject_reason([
+        required('migration_date'), iso_date('migration_date'),
+        required('party_id'), matches('party_id', '^[A-Z0-9]{6}$', 'a party id'),
+        required('demand'), whole_number('demand', 0),
+        required('allocation'), whole_number('allocation', 0),
+        required('allocated_at'), utc_timestamp('allocated_at'), in_drop_day('allocated_at'),
+    ]) }}
+{%- endmacro -%}
+
+{%- macro reject_reason_exclusions() -%}
+    {{ reject_reason([
+        required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id'),
+        required('exclusion_category'),
+        one_of('exclusion_category', ['MISSING_MASTER_KEYS', 'NO_WAN_BEFORE_MIGRATION',
+                                      'NO_WAN_ATTEMPTING_MIGRATION', 'FIVE_FAILED_ATTEMPTS']),
+        required('excluded_at'), utc_timestamp('excluded_at'), in_drop_day('excluded_at'),
+    ]) }}
+{%- endmacro -%}
+
+{#- Typed value of a raw text column: NULL when empty or not valid for the type. Staging
+    only keeps rows whose checks passed, but the planner may evaluate a cast before that
+    filter (e.g. a date predicate pushed down from a downstream model), so casts must
+    never raise. -#}
+{%- macro safe_cast(column, type) -%}
+    case when pg_input_is_valid({{ column }}, '{{ type }}') then nullif({{ column }}, '')::{{ type }} end
+{%- endmacro -%}

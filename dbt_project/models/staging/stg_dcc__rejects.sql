@@ -1,0 +1,31 @@
+-- noqa: disable=LT02
+{#- Grain: one row per raw record that fails value-level validation (spec section 2),
+    with the reason and its raw lineage. These rows are kept out of every staging model
+    and therefore out of every mart; the gate blocks each report date whose drops hold
+    any of them (until a corrected drop is delivered). -#}
+{%- set extracts = ['parties', 'installations', 'migration_authorisations', 'migration_attempts',
+                    'migration_events', 'cof_records', 'capacity_allocations', 'exclusions'] -%}
+
+{% for extract in extracts %}
+{%- if not loop.first %}
+union all
+{% endif %}
+select
+    '{{ extract }}' as extract_name,
+    _drop_date,
+    _file_name,
+    _file_sha256,
+    _row_number,
+    _row_number + 1 as line_no,
+    reject_reason,
+    to_jsonb(checked) - array[
+        '_drop_date', '_file_name', '_file_sha256', '_row_number', '_landed_at', 'reject_reason'
+    ] as raw_record
+from (
+    select
+        source.*,
+        {{ reject_reason_for(extract) }} as reject_reason
+    from {{ source('raw', extract) }} as source
+) as checked
+where reject_reason is not null
+{% endfor %}

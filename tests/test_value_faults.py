@@ -1,0 +1,89 @@
+"""Value-level faults are never dropped silently: they land (the drop's structure is
+fine), staging routes them to rejects with the reason and raw lineage, they never reach a
+mart, and the gate blocks the date naming them, until a corrected drop goes through."""
+
+from __future__ import annotations
+
+import shutil
+
+import psycopg
+import pytest
+from conftest import run_cli
+from drops import D30, I4, I5, MA_A, build_handmade_landing, edit_rows
+from exports import assert_exports_match_reference
+
+pytestmark = pytest.mark.integration
+
+FAULTS = [
+    # (extract, row match, change, words of the reason)
+    (
+        "migration_events",
+        {"event_id": "E21"},
+        {"event_ts": "2020-07-30T25:59:59Z"},
+        "event_ts '2020-07-30T25:59:59Z' is not an ISO 8601 UTC timestamp",
+    ),
+    ("installations", {"installation_id": I4}, {"cohort": "XOC"}, "cohort 'XOC' is not one of IOC, MOC, FOC"),
+    ("migration_attempts", {"attempt_id": "A3"}, {"scheduled_for": ""}, "scheduled_for is missing"),
+    (
+        "installations",
+        {"installation_id": I5},
+        {"mpan": "100000000005"},
+        "mpan '100000000005' is not an MPAN (13 digits)",
+    ),
+    (
+        "migration_authorisations",
+        {"ma_file_name": MA_A, "ma_record_no": "5"},
+        {"ma_error_code": ""},
+        "ma_error_code must be present exactly when ma_status is REJECTED",
+    ),
+    (
+        "migration_events",
+        {"event_id": "E43"},
+        {"reason_code": "DTP99"},
+        "reason_code 'DTP99' is not a known code of stage DEVICE_TESTING",
+    ),
+]
+
+
+def test_value_faults_go_to_rejects_block_the_gate_and_a_correction_goes_through(warehouse, tmp_path):
+    good = build_handmade_landing(tmp_path / "good")
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    shutil.copytree(good / "2020-07-30", landing / "2020-07-30")
+    for extract, match, change, _ in FAULTS:
+        edit_rows(landing / "2020-07-30", extract, match, change)
+
+    proc = run_cli("run", "--landing", str(landing), "--date", "2020-07-30", "--out", str(out))
+    assert proc.returncode != 0
+    # the value faults plus the records they leave unresolvable (A3's events, A4 without I4)
+    assert "L1 no_rejected_records: 11 failing" in proc.stderr
+    assert "drop 2020-07-30 installations.csv line" in proc.stderr  # sample keys name file and line
+    assert not (out / "2020-07-30").exists()
+
+    with psycopg.connect(warehouse) as conn:
+        rejects = conn.execute(
+            "select extract_name, _file_name, line_no, reject_reason, raw_record from staging.stg_dcc__rejects"
+        ).fetchall()
+        assert len(rejects) == len(FAULTS)
+        for extract, match, _change, words in FAULTS:
+            hit = [r for r in rejects if r[0] == extract and all(r[4][k] == v for k, v in match.items())]
+            assert len(hit) == 1, (extract, match)
+            assert words in hit[0][3]
+            assert hit[0][1] == f"{extract}.csv" and hit[0][2] >= 2
+        # the faulty records reached no staging model and no mart
+        assert (
+            conn.execute(
+                "select count(*) from staging.stg_dcc__migration_events where event_id in ('E21', 'E43')"
+            ).fetchone()[0]
+            == 0
+        )
+        assert conn.execute("select count(*) from marts.s1mig_006 where installation_id = %s", (I4,)).fetchone()[0] == 0
+
+    # the corrected re-delivery replaces the faulty one and the date goes through
+    shutil.rmtree(landing / "2020-07-30")
+    shutil.copytree(good / "2020-07-30", landing / "2020-07-30")
+    run_cli("run", "--landing", str(landing), "--date", "2020-07-30", "--out", str(out), check=True)
+    assert_exports_match_reference(landing, out, D30)
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute("select count(*) from staging.stg_dcc__rejects").fetchone()[0] == 0
+        ledger = conn.execute("select count(*), count(superseded_at) from raw.drop_ledger").fetchone()
+    assert ledger == (2, 1)
