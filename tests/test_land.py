@@ -205,3 +205,50 @@ def test_days_cannot_be_skipped(warehouse, tmp_path):
     land.land(tmp_path / "2020-07-30", D30)
     with pytest.raises(DropRejected, match="drop 2020-07-31 has not been landed"):
         land.land(tmp_path / "2020-08-01", D30.replace(day=31).replace(month=8, day=1))
+
+
+def test_a_killed_load_leaves_raw_unchanged_and_can_be_redone(warehouse, tmp_path):
+    """SIGKILL the landing process while COPY streams a large file: PostgreSQL rolls the
+    drop's transaction back, raw is exactly as before, and the drop lands afterwards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    write_drop(tmp_path / "v1", "2020-07-30", tables())
+    land.land(tmp_path / "v1" / "2020-07-30", D30)
+    before = snapshot(warehouse)
+
+    big = tables()
+    big["migration_events"] = [
+        event(f"X{i}", "A1", "MCF_VALIDATION", 19, "PASS", "2020-07-30T08:00:00Z") for i in range(400_000)
+    ]
+    write_drop(tmp_path / "v2", "2020-07-30", big)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1mig.cli", "land", "--landing", str(tmp_path / "v2"), "--date", "2020-07-30"],
+        env=dict(os.environ),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            copying = conn.execute(
+                "select pid from pg_stat_activity where query ilike 'copy%%raw%%' and pid <> pg_backend_pid()"
+            ).fetchall()
+            if copying:
+                break
+            time.sleep(0.01)
+        assert copying, "the load never reached COPY"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL  # killed, not finished
+        while conn.execute("select count(*) from pg_stat_activity where pid = %s", (copying[0][0],)).fetchone()[0]:
+            time.sleep(0.05)
+    assert snapshot(warehouse) == before
+    assert land.land(tmp_path / "v2" / "2020-07-30", D30).status == "replaced"
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute("select count(*) from raw.migration_events").fetchone()[0] == 400_000
