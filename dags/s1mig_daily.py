@@ -1,6 +1,6 @@
 """s1mig_daily: the daily SMETS1 Migration Reporting run.
 
-land -> dbt_build -> reconciliation_gate -> export, each for one report date D (a
+land -> dbt_build -> reconciliation_gate -> export -> run_summary, each for one report date D (a
 Europe/London calendar day). The timetable's data interval is exactly local day D, so
 the run for D starts at the end of D. The drop must be in <landing>/<D>/; a missing or
 invalid drop fails `land` (retried for late arrival only when the folder is missing).
@@ -70,9 +70,17 @@ def s1mig_daily():
         from s1mig import pipeline
 
         _, out = af.locations(context)
-        return af.fail_fast(pipeline.export_step)(af.report_date(context), out, af.warehouse_url())
+        return af.fail_fast(pipeline.export_step)(af.report_date(context), out, af.warehouse_url(), context["run_id"])
 
-    land() >> dbt_build() >> reconciliation_gate() >> export()
+    @task
+    def run_summary(**context) -> str:
+        from s1mig import airflow_support as af
+        from s1mig import pipeline
+
+        _, out = af.locations(context)
+        return af.fail_fast(pipeline.summary_step)(af.report_date(context), out, af.warehouse_url(), context["run_id"])
+
+    land() >> dbt_build() >> reconciliation_gate() >> export() >> run_summary()
 
 
 s1mig_daily()

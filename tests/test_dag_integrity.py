@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from conftest import REPO
 
-EXPECTED_TASKS = ["land", "dbt_build", "reconciliation_gate", "export"]
+EXPECTED_TASKS = ["land", "dbt_build", "reconciliation_gate", "export", "run_summary"]
 
 
 @pytest.fixture(scope="module")

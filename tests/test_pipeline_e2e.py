@@ -16,11 +16,50 @@ pytestmark = pytest.mark.integration
 
 
 def _hashes(folder: Path) -> dict[str, str]:
+    """Every report file and the manifest (evidence and summary name the run, so they differ)."""
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name not in ("evidence.json", "run-summary.html")
     }
+
+
+def assert_evidence_traces(folder: Path, landing: Path) -> dict:
+    """evidence.json names the input drops by hash, the code, the gate and every output."""
+    import json
+
+    record = json.loads((folder / "evidence.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert record["outputs"] == manifest["files"]
+    for f in record["outputs"]:
+        assert hashlib.sha256((folder / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    for drop in record["inputs"]:
+        delivered = json.loads((landing / drop["drop_date"] / "manifest.json").read_text())["extracts"]
+        assert drop["files"] == delivered
+    assert record["code"]["git_commit"] and record["code"]["dbt_manifest_sha256"]
+    assert {g["rule_id"] for g in record["gate"]} >= {"R1", "R8"}
+    assert all(g["status"] != "fail" for g in record["gate"])
+    return record
+
+
+def assert_run_summary(folder: Path, stdout: str) -> None:
+    """The self-contained run summary: gate rule table, rows per report and party, charts."""
+    import re
+
+    page = (folder / "run-summary.html").read_text()
+    assert f"run summary: file://{folder / 'run-summary.html'}" in stdout
+    gate = page.split('<table id="gate">')[1].split("</table>")[0]
+    for rule in ("L1", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "W1"):
+        assert f"<td>{rule}</td>" in gate
+    rows = page.split('<table id="rows">')[1].split("</table>")[0]
+    assert rows.count("<tr>") - 1 == len({p.name for p in folder.iterdir() if p.is_dir()})
+    for caption in ("S1MIG-010", "S1MIG-005", "S1MIG-007"):
+        assert re.search(rf"<figcaption>[^<]*{caption}[^<]*</figcaption><svg", page), caption
+    assert (
+        page.count("<svg") == 3
+        and "<script" not in page
+        and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
 
 
 def test_handmade_drops_end_to_end(warehouse, tmp_path):
@@ -31,6 +70,8 @@ def test_handmade_drops_end_to_end(warehouse, tmp_path):
         proc = run_cli("run", "--landing", str(landing), "--date", day.isoformat(), "--out", str(out), check=True)
         assert f"reports in {out / day.isoformat()}" in proc.stdout
         totals[day] = assert_exports_match_reference(landing, out, day)
+        assert_evidence_traces(out / day.isoformat(), landing)
+        assert_run_summary(out / day.isoformat(), proc.stdout)
     # the hand-made case list really reached the files: successes (split supplier) and failures
     assert totals[D30]["S1MIG-001"] >= 2 and totals[D30]["S1MIG-006"] > totals[D30]["S1MIG-001"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from s1mig import config, db
 
 DAG_ID = "s1mig_daily"
-TASKS = ("land", "dbt_build", "reconciliation_gate", "export")
+TASKS = ("land", "dbt_build", "reconciliation_gate", "export", "run_summary")
 
 
 def airflow_env(url: str) -> dict[str, str]:
@@ -83,6 +83,8 @@ def run_dag(
     log_file = logs / f"run-{report_date.isoformat()}-{stamp}.log"
     error_file = logs / f"run-{report_date.isoformat()}-{stamp}.error"
     env["S1MIG_ERROR_FILE"] = str(error_file)
+    notice_file = logs / f"run-{report_date.isoformat()}-{stamp}.notices"
+    env["S1MIG_NOTICE_FILE"] = str(notice_file)
     conf = {"report_date": report_date.isoformat(), "landing": str(landing.resolve()), "out": str(out.resolve())}
     cmd = [_airflow(), "dags", "test", DAG_ID, report_date.isoformat(), "-c", json.dumps(conf)]
     if skip:
@@ -100,6 +102,9 @@ def run_dag(
             if match and match.group(1) not in seen:
                 seen.add(match.group(1))
                 echo(f"  [{time.monotonic() - started:6.1f}s] {report_date} {match.group(1)} ...")
+    if notice_file.exists():
+        for line in notice_file.read_text().splitlines():
+            echo(f"  {line}")
     reason = error_file.read_text().strip().splitlines()[0] if error_file.exists() else ""
     ok = proc.returncode == 0 and not reason and ("export" in skip or _export_done(out, report_date))
     if not ok and not reason:

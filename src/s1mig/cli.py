@@ -44,6 +44,8 @@ def _run_one(landing: Path, day: dt.date, out: Path, skip: tuple[str, ...] = ())
         return _err(f"{day}: {reason} (Airflow log: {log_file})")
     folder = out.resolve() / day.isoformat()
     print(f"s1mig: {day} done in {time.monotonic() - started:.0f}s: reports in {folder} (log: {log_file})")
+    if (folder / "run-summary.html").is_file():
+        print(f"s1mig: run summary: file://{folder / 'run-summary.html'}")
     return 0
 
 

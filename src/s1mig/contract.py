@@ -152,7 +152,20 @@ REPORTS: tuple[Report, ...] = (
         "s1mig_001",
         ("party_id", "installation_id", "attempt_no", "fuel"),
     ),
+    Report("S1MIG-002", "MA Receipt Summary", "s1mig_002", ("party_id", "ma_file_name")),
+    Report("S1MIG-003", "MA Rejections", "s1mig_003", ("party_id", "ma_file_name", "ma_record_no")),
+    Report("S1MIG-004", "Capacity and Demand", "s1mig_004", ("party_id",)),
+    Report("S1MIG-005", "Daily Migration Progress", "s1mig_005", ("party_id", "cohort")),
     Report(
         "S1MIG-006", "Migration Completion Status", "s1mig_006", ("party_id", "installation_id", "attempt_no", "fuel")
     ),
+    Report(
+        "S1MIG-007",
+        "Failure Analysis",
+        "s1mig_007",
+        ("party_id", "cohort", "group_id", "failed_stage", "tmad_step_no", "reason_code"),
+    ),
+    Report("S1MIG-008", "Retry and Exclusion Status", "s1mig_008", ("party_id", "installation_id")),
+    Report("S1MIG-009", "COF Dispatch", "s1mig_009", ("party_id", "cof_file_name")),
+    Report("S1MIG-010", "Cohort Migration Progress", "s1mig_010", ("party_id", "cohort", "group_id")),
 )

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from s1mig import db
+from s1mig import db, evidence
 from s1mig.contract import LOCAL_TZ, REPORTS, Report
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,10 @@ def _copy_to_file(conn: psycopg.Connection, query: sql.Composable, path: Path) -
     return rows, sha.hexdigest()
 
 
-def export_date(report_date: dt.date, out: Path, url: str | None = None) -> Path:
+def export_date(report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct") -> Path:
     """Write <out>/<D>/<party>/<report>_<party>_<YYYYMMDD>.csv for every party and report,
-    and <out>/<D>/manifest.json. Returns the date folder."""
+    <out>/<D>/manifest.json and <out>/<D>/evidence.json (also kept in
+    audit.export_evidence). Returns the date folder."""
     out.mkdir(parents=True, exist_ok=True)
     ds, compact = report_date.isoformat(), report_date.strftime("%Y%m%d")
     target = out / ds
@@ -127,9 +128,20 @@ def export_date(report_date: dt.date, out: Path, url: str | None = None) -> Path
                     rows, sha = _copy_to_file(conn, query, tmp / rel)
                     files.append(ExportedFile(rel, party, report.report_id, rows, sha))
             log.info("export %s: %d files for %d parties", ds, len(files), len(parties))
-        manifest = {"report_date": ds, "files": [f.__dict__ for f in files]}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        _swap_into_place(tmp, target)
+            manifest = {"report_date": ds, "files": [f.__dict__ for f in files]}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            record = evidence.build(conn, report_date, run_id, manifest["files"])
+        (tmp / "evidence.json").write_text(json.dumps(record, indent=2) + "\n")
+        with db.connect(url) as conn, conn.transaction():
+            conn.execute(evidence.EVIDENCE_DDL)
+            conn.execute(
+                "delete from audit.export_evidence where run_id = %s and report_date = %s", (run_id, report_date)
+            )
+            conn.execute(
+                "insert into audit.export_evidence (run_id, report_date, evidence) values (%s, %s, %s)",
+                (run_id, report_date, json.dumps(record)),
+            )
+            _swap_into_place(tmp, target)  # inside the transaction: no evidence row without files
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 
 from s1mig import config, db
 from s1mig.errors import GateBlocked
@@ -51,6 +52,13 @@ def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
             )
     for o in outcomes:
         log.info("gate %s: %s %s", report_date, o.status.upper(), o.line())
+    warnings = [o for o in outcomes if o.status == "warn"]
+    for o in warnings:
+        log.warning("gate %s: warning (does not block): %s", report_date, o.line())
+    notice_file = os.environ.get("S1MIG_NOTICE_FILE")
+    if notice_file and warnings:
+        with open(notice_file, "a") as fh:
+            fh.writelines(f"{report_date} warning: {o.line()}\n" for o in warnings)
     blocking = [o for o in outcomes if o.status == "fail"]
     if blocking:
         raise GateBlocked(f"gate blocked export of {report_date}: " + " | ".join(o.line() for o in blocking))

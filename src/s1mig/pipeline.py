@@ -28,18 +28,29 @@ def gate_step(report_date: dt.date, run_id: str, url: str | None = None) -> list
     return [{"rule": o.rule.rule_id, "status": o.status, "failing": o.failing_count} for o in outcomes]
 
 
-def export_step(report_date: dt.date, out: Path, url: str | None = None) -> str:
-    folder = export.export_date(report_date, out, url)
+def export_step(report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct") -> str:
+    folder = export.export_date(report_date, out, url, run_id)
     log.info("exported %s to %s", report_date, folder)
     return str(folder)
 
 
-def run_direct(landing: Path, report_date: dt.date, out: Path, run_id: str = "direct") -> str:
+def summary_step(report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct") -> str:
+    from s1mig import summary
+
+    path = summary.write_summary(report_date, out / report_date.isoformat(), run_id, url)
+    log.info("run summary: %s", path)
+    return str(path)
+
+
+def run_direct(landing: Path, report_date: dt.date, out: Path, run_id: str | None = None) -> str:
     """All four steps in this process, without Airflow (benchmarks, debugging)."""
     from s1mig import db
 
     url = db.warehouse_url()
+    run_id = run_id or f"direct__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     land_step(landing, report_date, url)
     dbt_step(report_date, url)
     gate_step(report_date, run_id, url)
-    return export_step(report_date, out, url)
+    folder = export_step(report_date, out, url, run_id)
+    summary_step(report_date, out, url, run_id)
+    return folder

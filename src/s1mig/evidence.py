@@ -1,0 +1,99 @@
+"""The evidence record of an exported date: which drops (by hash), which code (git commit
+and dbt manifest hash), which gate results and which output files (by hash) — so any
+exported file traces back to the data and code that made it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import subprocess
+
+import psycopg
+
+from s1mig import __version__, config
+
+EVIDENCE_DDL = """
+create schema if not exists audit;
+create table if not exists audit.export_evidence (
+    run_id text not null,
+    report_date date not null,
+    exported_at timestamptz not null default now(),
+    evidence jsonb not null,
+    primary key (run_id, report_date)
+)"""
+
+
+def git_commit() -> str:
+    """The commit of the code that ran (+dirty when the work tree has changes);
+    S1MIG_GIT_COMMIT when set (images have no .git)."""
+    if os.environ.get("S1MIG_GIT_COMMIT"):
+        return os.environ["S1MIG_GIT_COMMIT"]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(config.project_dir()), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(config.project_dir()),
+                "status",
+                "--porcelain",
+                "--",
+                "src",
+                "dags",
+                "dbt_project",
+                "expectations",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def dbt_manifest_sha256() -> str | None:
+    path = config.home() / "dbt" / "target" / "manifest.json"
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build(conn: psycopg.Connection, report_date: dt.date, run_id: str, files: list[dict]) -> dict:
+    drops = conn.execute(
+        "select drop_date, delivery_sha256, manifest, landed_at from raw.drop_ledger "
+        "where superseded_at is null and drop_date <= %s order by drop_date",
+        (report_date,),
+    ).fetchall()
+    gate = conn.execute(
+        "select rule_id, rule_name, severity, status, failing_count, sample_keys from audit.gate_results "
+        "where report_date = %s and run_id = %s order by rule_id",
+        (report_date, run_id),
+    ).fetchall()
+    return {
+        "report_date": report_date.isoformat(),
+        "run_id": run_id,
+        "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "inputs": [
+            {
+                "drop_date": d.isoformat(),
+                "delivery_sha256": sha,
+                "landed_at": landed.astimezone(dt.UTC).isoformat(),
+                "files": [{k: e[k] for k in ("name", "file", "rows", "sha256")} for e in manifest["extracts"]],
+            }
+            for d, sha, manifest, landed in drops
+        ],
+        "code": {
+            "s1mig_version": __version__,
+            "git_commit": git_commit(),
+            "dbt_manifest_sha256": dbt_manifest_sha256(),
+        },
+        "gate": [
+            {"rule_id": r, "rule": n, "severity": sev, "status": st, "failing_count": c, "sample_keys": list(k)}
+            for r, n, sev, st, c, k in gate
+        ],
+        "outputs": files,
+    }
