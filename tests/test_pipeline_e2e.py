@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 from drops import D01, D30, D31, build_handmade_landing
 from exports import assert_exports_match_reference
 
@@ -40,6 +40,19 @@ def assert_evidence_traces(folder: Path, landing: Path) -> dict:
     assert {g["rule_id"] for g in record["gate"]} >= {"R1", "R8"}
     assert all(g["status"] != "fail" for g in record["gate"])
     return record
+
+
+def render_png(page: Path) -> None:
+    """Render the page in headless Chromium (Debian's package; .ci/run installs it) to PNG."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    png = page.with_suffix(".png")
+    subprocess.run([str(REPO / "scripts" / "render-summary.sh"), str(page), str(png)], check=True, timeout=120)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
 def assert_run_summary(folder: Path, stdout: str) -> None:
