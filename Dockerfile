@@ -13,7 +13,9 @@ WORKDIR /opt/s1mig
 COPY constraints.txt pyproject.toml README.md ./
 COPY src ./src
 COPY expectations ./expectations
-RUN pip install -c constraints.txt .
+RUN pip install -c constraints.txt ".[celery]"
+ARG S1MIG_GIT_COMMIT=unknown
+ENV S1MIG_GIT_COMMIT=${S1MIG_GIT_COMMIT}
 COPY dags ./dags
 COPY dbt_project ./dbt_project
 

@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: Python 3.11 is required"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e ".[dev,celery]"
 	touch $(STAMP)
 
 run: install

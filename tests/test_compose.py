@@ -39,9 +39,29 @@ def test_no_secrets_in_compose_file():
 
 
 def test_image_installs_the_lock():
+    """The image installs the package and its extras with the same constraints file as
+    `make install`, and every package that needs is pinned there."""
+    import tomllib
+
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "pip install -c constraints.txt" in dockerfile
+    assert 'pip install -c constraints.txt ".[celery]"' in dockerfile
     assert "FROM python:3.11" in dockerfile
+    pinned = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["celery"]
+    for requirement in wanted:
+        name = re.split(r"[<>=\[ ]", requirement)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is not pinned in constraints.txt"
+
+
+def test_scale_out_profile():
+    services = COMPOSE["services"]
+    assert services["airflow-worker"]["profiles"] == ["celery"] == services["redis"]["profiles"]
+    assert "${AIRFLOW_EXECUTOR:-LocalExecutor}" in (REPO / "docker-compose.yml").read_text()
 
 
 @pytest.mark.integration
@@ -49,7 +69,7 @@ def test_service_commands_exist_in_the_tested_stack(tmp_path):
     airflow = Path(sys.executable).with_name("airflow")
     env = dict(os.environ, AIRFLOW_HOME=str(tmp_path))
     commands = {tuple(s["command"]) for s in COMPOSE["services"].values() if "command" in s}
-    assert {c[1] for c in commands} >= {"db", "api-server", "scheduler", "dag-processor", "triggerer"}
+    assert {c[1] for c in commands} >= {"db", "api-server", "scheduler", "dag-processor", "triggerer", "celery"}
     for command in commands:
         proc = subprocess.run([str(airflow), *command[1:], "--help"], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, f"{' '.join(command)}: {proc.stderr[-500:]}"
