@@ -17,7 +17,8 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 DEFAULT_ARGS = {
     "owner": "s1mig",
-    "retries": 3,
+    # transient failures (database restart, late drop) retry; `s1mig run` sets 0
+    "retries": int(os.environ.get("S1MIG_TASK_RETRIES", "3")),
     "retry_delay": timedelta(minutes=20),
     "retry_exponential_backoff": False,
 }

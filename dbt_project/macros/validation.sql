@@ -215,6 +215,6 @@
     only keeps rows whose checks passed, but the planner may evaluate a cast before that
     filter (e.g. a date predicate pushed down from a downstream model), so casts must
     never raise. -#}
-{%- macro safe_cast(column, type) -%}
+{%- macro cast_if_valid(column, type) -%}
     case when pg_input_is_valid({{ column }}, '{{ type }}') then nullif({{ column }}, '')::{{ type }} end
 {%- endmacro -%}

@@ -36,8 +36,12 @@ def export_step(report_date: dt.date, out: Path, url: str | None = None, run_id:
 
 def summary_step(report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct") -> str:
     from s1mig import summary
+    from s1mig.errors import S1migError
 
-    path = summary.write_summary(report_date, out / report_date.isoformat(), run_id, url)
+    folder = out / report_date.isoformat()
+    if not (folder / "manifest.json").is_file():
+        raise S1migError(f"no export of {report_date} in {out} to summarise")
+    path = summary.write_summary(report_date, folder, run_id, url)
     log.info("run summary: %s", path)
     return str(path)
 

@@ -25,10 +25,7 @@ attempt_installation as (
         installations.mpan,
         installations.mprn,
         installations.elec_supplier_id,
-        installations.gas_supplier_id,
-        installations.mpan is not null
-        and installations.mprn is not null
-        and installations.elec_supplier_id = installations.gas_supplier_id as is_dual
+        installations.gas_supplier_id
     from attempts
     inner join installations
         on
@@ -38,36 +35,7 @@ attempt_installation as (
 ),
 
 responsibilities as (
-    select
-        attempt_id,
-        elec_supplier_id as party_id,
-        'DUAL' as fuel,
-        mpan,
-        mprn
-    from attempt_installation
-    where is_dual
-
-    union all
-
-    select
-        attempt_id,
-        elec_supplier_id as party_id,
-        'ELEC' as fuel,
-        mpan,
-        null as mprn
-    from attempt_installation
-    where mpan is not null and not is_dual
-
-    union all
-
-    select
-        attempt_id,
-        gas_supplier_id as party_id,
-        'GAS' as fuel,
-        null as mpan,
-        mprn
-    from attempt_installation
-    where mprn is not null and not is_dual
+    {{ responsible_parties('attempt_installation', ['attempt_id']) }}
 )
 
 select

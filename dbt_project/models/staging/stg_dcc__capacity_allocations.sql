@@ -10,11 +10,11 @@ checked as (
 )
 
 select
-    {{ safe_cast('migration_date', 'date') }} as migration_date,
+    {{ cast_if_valid('migration_date', 'date') }} as migration_date,
     nullif(party_id, '') as party_id,
-    {{ safe_cast('demand', 'integer') }} as demand,
-    {{ safe_cast('allocation', 'integer') }} as allocation,
-    {{ safe_cast('allocated_at', 'timestamptz') }} as allocated_at,
+    {{ cast_if_valid('demand', 'integer') }} as demand,
+    {{ cast_if_valid('allocation', 'integer') }} as allocation,
+    {{ cast_if_valid('allocated_at', 'timestamptz') }} as allocated_at,
     _drop_date,
     _file_name,
     _row_number

@@ -11,10 +11,10 @@ checked as (
 
 select
     nullif(cof_file_name, '') as cof_file_name,
-    {{ safe_cast('cof_counter', 'bigint') }} as cof_counter,
+    {{ cast_if_valid('cof_counter', 'bigint') }} as cof_counter,
     nullif(party_id, '') as party_id,
     nullif(sec_party_signifier, '') as sec_party_signifier,
-    {{ safe_cast('generated_at', 'timestamptz') }} as generated_at,
+    {{ cast_if_valid('generated_at', 'timestamptz') }} as generated_at,
     nullif(attempt_id, '') as attempt_id,
     nullif(installation_id, '') as installation_id,
     nullif(response, '') as response,

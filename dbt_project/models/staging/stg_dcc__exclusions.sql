@@ -12,7 +12,7 @@ checked as (
 select
     nullif(installation_id, '') as installation_id,
     nullif(exclusion_category, '') as exclusion_category,
-    {{ safe_cast('excluded_at', 'timestamptz') }} as excluded_at,
+    {{ cast_if_valid('excluded_at', 'timestamptz') }} as excluded_at,
     _drop_date,
     _file_name,
     _row_number

@@ -18,8 +18,8 @@ typed as (
         nullif(mprn, '') as mprn,
         nullif(elec_supplier_id, '') as elec_supplier_id,
         nullif(gas_supplier_id, '') as gas_supplier_id,
-        {{ safe_cast('eligible_from', 'date') }} as eligible_from,
-        {{ safe_cast('effective_from', 'timestamptz') }} as effective_from,
+        {{ cast_if_valid('eligible_from', 'date') }} as eligible_from,
+        {{ cast_if_valid('effective_from', 'timestamptz') }} as effective_from,
         _drop_date,
         _file_name,
         _row_number

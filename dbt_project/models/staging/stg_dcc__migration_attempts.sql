@@ -12,12 +12,12 @@ checked as (
 select
     nullif(attempt_id, '') as attempt_id,
     nullif(installation_id, '') as installation_id,
-    {{ safe_cast('attempt_no', 'integer') }} as attempt_no,
+    {{ cast_if_valid('attempt_no', 'integer') }} as attempt_no,
     nullif(ma_file_name, '') as ma_file_name,
-    {{ safe_cast('ma_record_no', 'integer') }} as ma_record_no,
+    {{ cast_if_valid('ma_record_no', 'integer') }} as ma_record_no,
     nullif(party_id, '') as party_id,
-    {{ safe_cast('scheduled_at', 'timestamptz') }} as scheduled_at,
-    {{ safe_cast('scheduled_for', 'date') }} as scheduled_for,
+    {{ cast_if_valid('scheduled_at', 'timestamptz') }} as scheduled_at,
+    {{ cast_if_valid('scheduled_for', 'date') }} as scheduled_for,
     _drop_date,
     _file_name,
     _row_number

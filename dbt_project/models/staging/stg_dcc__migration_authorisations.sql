@@ -11,12 +11,12 @@ checked as (
 
 select
     nullif(ma_file_name, '') as ma_file_name,
-    {{ safe_cast('ma_record_no', 'integer') }} as ma_record_no,
+    {{ cast_if_valid('ma_record_no', 'integer') }} as ma_record_no,
     nullif(party_id, '') as party_id,
-    {{ safe_cast('received_at', 'timestamptz') }} as received_at,
+    {{ cast_if_valid('received_at', 'timestamptz') }} as received_at,
     nullif(installation_id, '') as installation_id,
     nullif(mpxn, '') as mpxn,
-    {{ safe_cast('requested_migration_date', 'date') }} as requested_migration_date,
+    {{ cast_if_valid('requested_migration_date', 'date') }} as requested_migration_date,
     nullif(ma_status, '') as ma_status,
     nullif(ma_error_code, '') as ma_error_code,
     _drop_date,

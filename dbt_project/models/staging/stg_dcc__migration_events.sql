@@ -13,10 +13,10 @@ select
     nullif(event_id, '') as event_id,
     nullif(attempt_id, '') as attempt_id,
     nullif(stage, '') as stage,
-    {{ safe_cast('step_no', 'integer') }} as step_no,
+    {{ cast_if_valid('step_no', 'integer') }} as step_no,
     nullif(outcome, '') as outcome,
     nullif(reason_code, '') as reason_code,
-    {{ safe_cast('event_ts', 'timestamptz') }} as event_ts,
+    {{ cast_if_valid('event_ts', 'timestamptz') }} as event_ts,
     _drop_date,
     _file_name,
     _row_number

@@ -15,7 +15,7 @@ typed as (
         nullif(party_name, '') as party_name,
         nullif(sec_party_signifier, '') as sec_party_signifier,
         nullif(affiliate_group, '') as affiliate_group,
-        {{ safe_cast('effective_from', 'timestamptz') }} as effective_from,
+        {{ cast_if_valid('effective_from', 'timestamptz') }} as effective_from,
         _drop_date,
         _file_name,
         _row_number
