@@ -3,7 +3,9 @@ from the raw drops, never from our SQL."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from datetime import date
 from pathlib import Path
@@ -31,6 +33,8 @@ def assert_exports_match_reference(landing: Path, out: Path, day: date) -> dict[
         for rid, rows in reports.items():
             path = ref.file_name(rid, party, day)
             data = (folder / path).read_bytes()
+            # segregation, checked on its own: a party's file holds only that party's rows
+            assert {r["party_id"] for r in csv.DictReader(io.StringIO(data.decode("utf-8")))} <= {party}, path
             assert data.decode("utf-8") == ref.to_csv(rid, rows), f"{path} differs from the reference"
             entry = listed[path]
             assert (entry["party_id"], entry["report_id"], entry["rows"]) == (party, rid, len(rows))
