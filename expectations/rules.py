@@ -237,8 +237,7 @@ order by record
         name="002_and_003_reconcile",
         severity="blocking",
         description=(
-            "S1MIG-002 records_received = accepted + rejected; S1MIG-003 rows per MA file = "
-            "002 records_rejected"
+            "S1MIG-002 records_received = accepted + rejected; S1MIG-003 rows per MA file = 002 records_rejected"
         ),
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
