@@ -1,24 +1,5 @@
-"""Self-checks of the test oracle (tests/reference.py) on a tiny hand-made landing folder.
-
-The drops (all times UTC; BST = UTC+1 in July):
-
-2020-07-30 (first drop)
-  parties      SUPA01, SUPB02 (effective 2020-06-01)
-  installations
-    I1  IOC/AA  elec SUPA01 + gas SUPB02      split dual supplier -> succeeds on 07-30
-    I2  MOC/DA  elec SUPA01                   fails at MVF (MVF01) at 22:59:59Z = 23:59:59 BST on 07-30
-    I3  IOC/AA  elec + gas SUPA01 (DUAL)      SUCCESS COF at 23:00:00Z = 00:00 BST on 07-31;
-                                              a new version at 20:00Z on 07-30 moves its gas to SUPB02
-    I4  FOC/BB  gas SUPB02                    DTP03 (step 35) and DTP01 (step 31) at the same instant
-    I5  IOC/AA  elec SUPA01                   MA rejected (MA06), never attempted
-    I6  IOC/AA  elec SUPA01, eligible only from 2020-08-15
-  MA files from SUPA01 (5 records, 2 rejected) and SUPB02 (1 record)
-  capacity for 07-30 (SUPA01 re-allocated 100 -> 120; SUPB02 40 of 50) and 07-31 (SUPA01 0 of 0)
-2020-07-31
-  party SUPC03 (effective 10:00Z); I1 new version (gas -> SUPC03, 12:00Z); I3's COF (gzipped file);
-  exclusion of I4 (NO_WAN_ATTEMPTING_MIGRATION, 09:00Z)
-2020-08-01  a corrupt drop (manifest row count wrong): rejected whole
-"""
+"""Self-checks of the test oracle (tests/reference.py) on the tiny hand-made landing
+folder of tests/drops.py (its docstring lists every case)."""
 
 from __future__ import annotations
 
