@@ -32,8 +32,10 @@ run: install
 	$(BIN)/s1mig backfill --landing $(LANDING) --start $(SAMPLE_START) --end $(SAMPLE_END) --out $(OUT)
 	@echo "Reports: $(OUT)/<date>/<party>/"
 
+# A dedicated temp folder: pytest's shared /tmp/pytest-of-<user> rotation would delete
+# the embedded server's data of a concurrent session.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp
 
 lint: install
 	$(BIN)/ruff check src dags expectations tests
