@@ -35,6 +35,7 @@ run: install
 # A dedicated temp folder: pytest's shared /tmp/pytest-of-<user> rotation would delete
 # the embedded server's data of a concurrent session.
 test: install
+	mkdir -p $(S1MIG_HOME)
 	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp
 
 lint: install
