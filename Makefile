@@ -52,3 +52,5 @@ db-stop:
 
 clean: db-stop
 	rm -rf $(S1MIG_HOME) dbt_project/target dbt_project/logs
+
+include bench/Makefile.inc

@@ -1,0 +1,243 @@
+"""The daily-run figures: B3 orchestration, B2 incremental and B4 gate.
+
+One generated landing (`days` consecutive drops at a fixed daily volume) serves them
+all. The base database holds day 1 landed and built by the direct pipeline (so the
+marts exist and the next run is the ordinary incremental one); every contender gets a
+copy of it (CREATE DATABASE ... TEMPLATE) and of the base S1MIG_HOME (dbt target, GX
+project, migrated Airflow home), so all start equally warm.
+
+* B3: `s1mig run` (the s1mig_daily DAG through `airflow dags test`) for day 2 against
+  s1mig.pipeline.run_direct for day 2, each in a child process, wall time.
+* B2: run_direct for the last day (all earlier drops landed first, untimed) against
+  B3's run_direct for day 2: the same measurement, 30 days more history.
+* B4: the GX checkpoint (s1mig_expectations.run_checkpoint) against the rules' SQL as
+  one plain script, on B3's direct database after its run (SQL, GX, SQL; the mean of
+  the two SQL runs is the baseline).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import (
+    S1MIG,
+    Figure,
+    Home,
+    Measured,
+    Report,
+    Server,
+    child_cmd,
+    drop_rows,
+    generate,
+    progress,
+    run_measured,
+)
+
+B2_TARGET = 1.5
+B3_TARGET = 1.25
+B4_TARGET = 2.0
+BASE_DB = "bench_base"
+DAY2_DB = "bench_day2_landed"
+_TASK_LINE = re.compile(r"\[\s*([0-9.]+)s\] \S+ (\w+) \.\.\.")
+
+
+@dataclass
+class World:
+    """The generated landing and the prepared base (day 1 built)."""
+
+    root: Path
+    server: Server
+    landing: Path
+    start: dt.date
+    days: int
+    base: Home
+    run_cap: float
+
+    @property
+    def day2(self) -> dt.date:
+        return self.start + dt.timedelta(days=1)
+
+    @property
+    def last(self) -> dt.date:
+        return self.start + dt.timedelta(days=self.days - 1)
+
+    def contender(self, name: str, template: str = BASE_DB) -> tuple[Home, str]:
+        home = Home(self.root, name)
+        home.copy_state_from(self.base)
+        return home, self.server.create(name, template)
+
+    def attempts(self, day: dt.date) -> int:
+        return drop_rows(self.landing, day)["migration_attempts"]
+
+    def history_attempts(self, day: dt.date) -> int:
+        total, d = 0, self.start
+        while d <= day:
+            total += self.attempts(d)
+            d += dt.timedelta(days=1)
+        return total
+
+
+def prepare(
+    root: Path,
+    server: Server,
+    start: dt.date,
+    days: int,
+    installations: int,
+    daily_volume: float,
+    run_cap: float,
+) -> World:
+    landing = root / "landing-daily"
+    base = Home(root, "base")
+    generate(landing, start, days, installations, daily_volume, base.logs("generate.log"))
+    world = World(root, server, landing, start, days, base, run_cap)
+    url = server.create(BASE_DB)
+    env = base.env(url)
+    out = base.path / "exports"
+    cmd = child_cmd("direct", "--landing", str(landing), "--date", start.isoformat(), "--out", str(out))
+    first = run_measured(f"base: day 1 ({start}) landed and built", cmd, env, base.logs("day1.log"), run_cap).check()
+    progress(f"base: day 1 steps {_steps(first)}")
+    run_measured("base: airflow db migrate", child_cmd("airflow-migrate"), env, base.logs("migrate.log")).check()
+    url2 = server.create(DAY2_DB, BASE_DB)
+    cmd = child_cmd("land", "--landing", str(landing), "--date", world.day2.isoformat())
+    run_measured(f"base: day 2 ({world.day2}) landed only", cmd, base.env(url2), base.logs("land-day2.log")).check()
+    return world
+
+
+def _steps(m: Measured) -> str:
+    return ", ".join(f"{k} {v:.1f}s" for k, v in m.steps().items())
+
+
+def _airflow_tasks(log: Path) -> dict[str, float]:
+    """Start offsets of the DAG's tasks, from the progress lines `s1mig run` prints."""
+    starts: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = _TASK_LINE.search(line)
+        if m and m.group(2) not in starts:
+            starts[m.group(2)] = float(m.group(1))
+    return starts
+
+
+@dataclass
+class DailyResults:
+    direct_home: Home
+    direct_db: str
+    direct: Measured
+
+
+def orchestration(world: World, report: Report) -> DailyResults:
+    d = world.day2.isoformat()
+    home_a, url_a = world.contender("b3_airflow")
+    cmd = [S1MIG, "run", "--landing", str(world.landing), "--date", d, "--out", str(home_a.path / "exports")]
+    airflow = run_measured(f"B3 s1mig run (Airflow) {d}", cmd, home_a.env(url_a), home_a.logs("run.log"), world.run_cap)
+    airflow.check()
+
+    home_d, url_d = world.contender("b3_direct")
+    cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(home_d.path / "exports"))
+    direct = run_measured(f"B3 run_direct {d}", cmd, home_d.env(url_d), home_d.logs("direct.log"), world.run_cap)
+    direct.check()
+
+    starts = _airflow_tasks(airflow.log)
+    first = min(starts.values()) if starts else float("nan")
+    report.add(
+        Figure(
+            "B3",
+            "orchestration",
+            airflow.seconds / direct.seconds,
+            B3_TARGET,
+            [
+                f"day {d}: s1mig run {airflow.seconds:.1f}s vs run_direct {direct.seconds:.1f}s "
+                f"(+{airflow.seconds - direct.seconds:.1f}s for Airflow)",
+                f"Airflow: first task started {first:.1f}s after `airflow dags test` was launched; task starts "
+                + ", ".join(f"{k} @{v:.1f}s" for k, v in starts.items()),
+                f"direct steps: {_steps(direct)}; peak RSS s1mig run {airflow.max_rss_mb:.0f} MB, "
+                f"direct {direct.max_rss_mb:.0f} MB",
+            ],
+        )
+    )
+    return DailyResults(home_d, "b3_direct", direct)
+
+
+def incremental(world: World, report: Report, day2: Measured, cap: float) -> None:
+    last = world.last
+    home, url = world.contender("b2_last_day")
+    if world.days > 2:
+        cmd = child_cmd(
+            "land",
+            "--landing",
+            str(world.landing),
+            "--date",
+            world.day2.isoformat(),
+            "--until",
+            (last - dt.timedelta(days=1)).isoformat(),
+        )
+        run_measured(
+            f"B2 history: land {world.day2} .. {last - dt.timedelta(days=1)}",
+            cmd,
+            home.env(url),
+            home.logs("history.log"),
+        ).check()
+    out = home.path / "exports"
+    cmd = child_cmd("direct", "--landing", str(world.landing), "--date", last.isoformat(), "--out", str(out))
+    m = run_measured(f"B2 run_direct {last} (day {world.days})", cmd, home.env(url), home.logs("direct.log"), cap)
+    if m.timed_out:
+        world.server.cancel("b2_last_day")
+    else:
+        m.check()
+    details = [
+        f"day 2 ({world.day2}): {day2.seconds:.1f}s [{_steps(day2)}] with {world.attempts(world.day2):,} attempts "
+        f"that day, {world.history_attempts(world.day2):,} in history (B3's direct run)",
+        f"day {world.days} ({last}): {m.seconds:.1f}s [{_steps(m) or 'no step finished'}] with "
+        f"{world.attempts(last):,} attempts that day, {world.history_attempts(last):,} in history",
+    ]
+    if m.timed_out:
+        details.append(
+            f"day {world.days} was stopped at the {cap:.0f}s cap: the ratio is a lower bound "
+            "(see docs/performance.md for the uncapped growth)"
+        )
+    report.add(Figure("B2", "incremental", m.seconds / day2.seconds, B2_TARGET, details))
+
+
+def gate(world: World, report: Report, daily: DailyResults) -> None:
+    d = world.day2.isoformat()
+    home, url = daily.direct_home, world.server.url(daily.direct_db)
+    env = home.env(url)
+    cap = world.run_cap
+    sql_cmd = child_cmd("gate-sql", "--date", d)
+    sql1 = run_measured("B4 rules as one SQL script (1)", sql_cmd, env, home.logs("gate-sql-1.log"), cap).check()
+    gx_cmd = child_cmd("gate-gx", "--date", d)
+    gx = run_measured("B4 GX checkpoint", gx_cmd, env, home.logs("gate-gx.log"), cap).check()
+    sql2 = run_measured("B4 rules as one SQL script (2)", sql_cmd, env, home.logs("gate-sql-2.log"), cap).check()
+    baseline = (sql1.inner() + sql2.inner()) / 2
+    outcomes = gx.result.get("outcomes", {})
+    failing = {k: v[1] for k, v in outcomes.items() if v[1]}
+    sql_rows = {k: v for k, v in sql1.result.get("unexpected_rows", {}).items() if v}
+    report.add(
+        Figure(
+            "B4",
+            "gate",
+            gx.inner() / baseline,
+            B4_TARGET,
+            [
+                f"day {d}: run_checkpoint {gx.inner():.1f}s vs SQL script {sql1.inner():.1f}s / {sql2.inner():.1f}s "
+                f"({len(outcomes)} rules; unexpected rows GX {failing or 'none'}, SQL {sql_rows or 'none'})",
+            ],
+        )
+    )
+
+
+def top_dbt_nodes(home: Home, limit: int = 8) -> list[str]:
+    """The slowest dbt nodes of the last build in `home` (dbt's run_results.json)."""
+    path = home.path / "dbt" / "target" / "run_results.json"
+    if not path.is_file():
+        return []
+    results = json.loads(path.read_text())
+    nodes = sorted(results["results"], key=lambda r: -float(r.get("execution_time") or 0))
+    total = sum(float(r.get("execution_time") or 0) for r in results["results"])
+    lines = [f"dbt build elapsed {results.get('elapsed_time', 0):.1f}s, node time {total:.1f}s over {len(nodes)} nodes"]
+    for r in nodes[:limit]:
+        lines.append(f"{float(r.get('execution_time') or 0):7.2f}s {r['unique_id']}")
+    return lines
