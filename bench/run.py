@@ -7,6 +7,7 @@ by side in this one run, printed as `B<n> <name> ratio=<x> target=<y> PASS|FAIL`
     .venv/bin/python bench/run.py --only B1,B5     # a subset
     .venv/bin/python bench/run.py --national       # B6: 15M installations, per-stage times (long)
     .venv/bin/python bench/run.py --profile        # where the daily run's time goes + tuning proposals
+    .venv/bin/python bench/run.py --profile --only P2,P4   # a part of it
 
 Everything lives under --root (default /tmp/s1mig-bench): its own embedded PostgreSQL
 (stopped at the end), one database and one S1MIG_HOME per contender. Progress goes to
@@ -72,7 +73,9 @@ SCALES = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
-    parser.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
+    parser.add_argument(
+        "--only", help=f"comma-separated subset of {','.join(FIGURES)} (with --profile: of P1,P2,P3,P4,P5,P6)"
+    )
     parser.add_argument("--root", type=Path, default=Path("/tmp/s1mig-bench"), help="work folder (wiped first)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs) at the end")
     parser.add_argument("--national", action="store_true", help="B6 only: national scale, per-stage times")
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.monotonic() - started) / 60
     if report.figures:
         print(f"\n=== s1mig benchmark, scale {args.scale}, {minutes:.1f} min ===", flush=True)
-        for figure in report.figures:
+        for figure in sorted(report.figures, key=lambda f: (f.code, report.figures.index(f))):
             print(figure.line(), flush=True)
     if status == 0 and any(not f.ok() for f in report.figures):
         status = 1

@@ -3,13 +3,12 @@ measured side by side against the product as it is (nothing in the product chang
 proposals are environment settings, a variant copy of the dbt project under the work
 folder, or a bench-only variant of one function).
 
-Lines printed (P = profile, not a target):
+Parts (`--only P2,P4` runs a subset; P = profile, not a target):
 
 * P1 growth: run_direct for day k on top of k-1 landed drops, k = 2, 8, 16, last, as is
   and with each proposal, so the growth of B2 is visible (each run capped).
-* P2 plan: EXPLAIN ANALYZE of the model every completion report reads
-  (intermediate.int_attempt_completions) after the day-2 build, as is and with
-  enable_nestloop off: the misestimated nested loops are the cost.
+* P2 plans: the slowest dbt nodes of an as-is build of day 8, each EXPLAIN ANALYZEd
+  with and without nested loops: the misestimated nested loops are the cost.
 * P3 dbt threads (with the best proposal, so that dbt is not dominated by one plan).
 * P4 gate: GX's fixed cost (the checkpoint with trivial queries), the rules one by one.
 * P5 orchestration with the best proposal: B3's ratio once the run is short.
@@ -20,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -89,15 +89,22 @@ def _fmt(m: Measured) -> str:
     return f"{mark}{m.seconds:.1f}s [{steps}]"
 
 
-def _explain(server: Server, dbname: str, nestloop: bool) -> list[str]:
+def _compiled(home: Home, unique_id: str, result: dict[str, Any]) -> str:
+    code = result.get("compiled_code")
+    if not code:
+        manifest = json.loads((home.path / "dbt" / "target" / "manifest.json").read_text())
+        code = manifest["nodes"].get(unique_id, {}).get("compiled_code", "")
+    return str(code or "")
+
+
+def _explain(server: Server, dbname: str, query: str, nestloop: bool) -> tuple[str, str]:
+    """EXPLAIN ANALYZE of `query`: its execution time and its most repeated plan node."""
     import psycopg
 
     with psycopg.connect(server.url(dbname), autocommit=True) as conn:
         conn.execute(f"set enable_nestloop = {'on' if nestloop else 'off'}")
-        conn.execute("set statement_timeout = '600s'")
-        rows = conn.execute(
-            "explain (analyze, timing off, summary on) select count(*) from intermediate.int_attempt_completions"
-        ).fetchall()
+        conn.execute("set statement_timeout = '900s'")
+        rows = conn.execute(f"explain (analyze, timing off, summary on) {query}").fetchall()  # type: ignore[call-overload]
     plan = [r[0] for r in rows]
     worst = max(
         (line for line in plan if "loops=" in line),
@@ -105,30 +112,17 @@ def _explain(server: Server, dbname: str, nestloop: bool) -> list[str]:
         default="",
     )
     total = next((line.strip() for line in plan if line.strip().startswith("Execution Time")), "")
-    return [total, "most repeated node: " + " ".join(worst.split())[:220]]
+    return total.removeprefix("Execution Time: "), " ".join(worst.split())[:200]
 
 
-def run(root: Path, server: Server, report: Report, scale: Any, start: dt.date, args: argparse.Namespace) -> None:
-    world = daily_bench.prepare(root, server, start, scale.days, scale.installations, scale.daily_volume, scale.run_cap)
-    cap = max(scale.b2_cap, 900.0)
+def _label(extra: dict[str, str]) -> str:
+    return "_".join(extra) or "asis"
+
+
+def part_growth(world: daily_bench.World, report: Report, variants: dict[str, dict[str, str]], cap: float) -> None:
+    """P1: run_direct for day k on top of k-1 drops, as is and with each proposal."""
+    start = world.start
     days = sorted({world.day2, start + dt.timedelta(days=7), start + dt.timedelta(days=15), world.last})
-    tables = _variant_project(root, "tables", {"+materialized": "table"}, {"+materialized": "table"})
-    tables_analyzed = _variant_project(
-        root,
-        "tables_analyzed",
-        {"+materialized": "table", "+post-hook": "analyze {{ this }}"},
-        {"+materialized": "table", "+post-hook": "analyze {{ this }}"},
-    )
-    variants: dict[str, dict[str, str]] = {
-        "as-is": {},
-        "nestloop-off": {"PGOPTIONS": NESTLOOP_OFF},
-        "tables": {"S1MIG_PROJECT_DIR": str(tables)},
-        "tables+analyze": {"S1MIG_PROJECT_DIR": str(tables_analyzed)},
-    }
-    if args.pgoptions:
-        variants["pgoptions"] = {"PGOPTIONS": args.pgoptions}
-
-    # P1: growth with history, as is and with each proposal
     results: dict[str, dict[dt.date, Measured]] = {}
     for label, extra in variants.items():
         results[label] = {}
@@ -145,66 +139,136 @@ def run(root: Path, server: Server, report: Report, scale: Any, start: dt.date, 
             bound = ">=" if dl.timed_out else ""
             report.note(f"P1 B2 ratio with {label}: {bound}{dl.seconds / d2.seconds:.2f} (target 1.5)")
 
-    # P2: the plan of the shared completion model after the day-2 build
+
+def part_plans(world: daily_bench.World, report: Report, cap: float) -> None:
+    """P2: the slowest dbt nodes of an as-is day-8 build, EXPLAIN ANALYZE with and without
+    nested loops."""
+    day = world.start + dt.timedelta(days=7)
     home, url = world.contender("p2_plan")
+    env = home.env(url)
+    cmd = child_cmd(
+        "land",
+        "--landing",
+        str(world.landing),
+        "--date",
+        world.day2.isoformat(),
+        "--until",
+        (day - dt.timedelta(days=1)).isoformat(),
+    )
+    run_measured("p2: land history", cmd, env, home.logs("h.log")).check()
     out = home.path / "exports"
-    cmd = child_cmd("direct", "--landing", str(world.landing), "--date", world.day2.isoformat(), "--out", str(out))
-    run_measured("p2: day 2 built for EXPLAIN", cmd, home.env(url, PGOPTIONS=NESTLOOP_OFF), home.logs("d.log")).check()
-    for nestloop in (True, False):
-        for line in _explain(server, "p2_plan", nestloop):
-            report.note(f"P2 int_attempt_completions enable_nestloop={'on' if nestloop else 'off'}: {line}")
-    for line in daily_bench.top_dbt_nodes(home):
-        report.note(f"P2 dbt nodes (day 2, nestloop off): {line}")
+    cmd = child_cmd("direct", "--landing", str(world.landing), "--date", day.isoformat(), "--out", str(out))
+    built = run_measured(f"p2: run_direct {day} as is", cmd, env, home.logs("d.log"), cap).check()
+    report.note(f"P2 day 8 as is: {_fmt(built)}")
+    for line in daily_bench.top_dbt_nodes(home, limit=6):
+        report.note(f"P2 dbt nodes (day 8, as is): {line}")
+    results = json.loads((home.path / "dbt" / "target" / "run_results.json").read_text())["results"]
+    slowest = sorted(results, key=lambda r: -float(r.get("execution_time") or 0))[:3]
+    for result in slowest:
+        query = _compiled(home, result["unique_id"], result)
+        if not query.strip():
+            continue
+        on, node_on = _explain(world.server, "p2_plan", query, True)
+        off, node_off = _explain(world.server, "p2_plan", query, False)
+        name = result["unique_id"].split(".")[-1][:60]
+        report.note(f"P2 {name}: EXPLAIN ANALYZE {on} with nested loops, {off} with enable_nestloop off")
+        report.note(f"P2 {name}: most repeated node with nested loops: {node_on}")
 
-    # P3: dbt threads, with enable_nestloop off
+
+def part_dbt_threads(world: daily_bench.World, report: Report, cap: float) -> None:
+    """P3: dbt threads, with enable_nestloop off (dbt then is not one plan's hostage)."""
     for threads in ("1", "2", "4"):
-        h, u = world.contender(f"p3_threads_{threads}", daily_bench.DAY2_DB)
+        name = f"p3_threads_{threads}"
+        h, u = world.contender(name, daily_bench.DAY2_DB)
         env = h.env(u, PGOPTIONS=NESTLOOP_OFF, S1MIG_DBT_THREADS=threads)
-        m = run_measured(
-            f"p3 dbt build, {threads} thread(s)",
-            child_cmd("dbt", "--date", world.day2.isoformat()),
-            env,
-            h.logs("dbt.log"),
-            cap,
-        )
+        cmd = child_cmd("dbt", "--date", world.day2.isoformat())
+        m = run_measured(f"p3 dbt build, {threads} thread(s)", cmd, env, h.logs("dbt.log"), cap).check()
         report.note(f"P3 dbt build day 2, nestloop off, S1MIG_DBT_THREADS={threads}: {m.inner():.1f}s")
-        server.drop(f"p3_threads_{threads}")
+        world.server.drop(name)
 
-    # P4: the gate, where its time goes (on the p2 database: day 2 built)
+
+def part_gate(world: daily_bench.World, report: Report, cap: float) -> None:
+    """P4: GX's fixed cost (trivial queries) and the rules one by one, best of 2 each."""
     d = world.day2.isoformat()
+    home, url = world.contender("p4_gate")
+    out = home.path / "exports"
+    cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(out))
+    run_measured("p4: day 2 built", cmd, home.env(url), home.logs("d.log"), cap).check()
     for label, extra in (("as-is", {}), ("nestloop-off", {"PGOPTIONS": NESTLOOP_OFF})):
         env = home.env(url, **extra)
-        trivial = run_measured(
-            f"p4 GX trivial rules ({label})", child_cmd("gate-gx", "--date", d, "--trivial"), env, home.logs("t.log")
-        ).check()
-        gx = run_measured(
-            f"p4 GX checkpoint ({label})", child_cmd("gate-gx", "--date", d), env, home.logs("g.log")
-        ).check()
-        sql = run_measured(
-            f"p4 rules one by one ({label})", child_cmd("gate-sql", "--date", d, "--per-rule"), env, home.logs("s.log")
-        ).check()
-        per_rule = ", ".join(f"{k} {v:.2f}" for k, v in sql.result.get("per_rule", {}).items())
+        best: dict[str, Measured] = {}
+        for r in (1, 2):
+            for kind, args in (
+                ("trivial", ["gate-gx", "--date", d, "--trivial"]),
+                ("gx", ["gate-gx", "--date", d]),
+                ("sql", ["gate-sql", "--date", d, "--per-rule"]),
+            ):
+                m = run_measured(f"p4 {kind} ({label}, {r})", child_cmd(*args), env, home.logs(f"{kind}.log")).check()
+                if kind not in best or m.inner() < best[kind].inner():
+                    best[kind] = m
+        gx, trivial, sql = best["gx"].inner(), best["trivial"].inner(), best["sql"].inner()
+        per_rule = ", ".join(f"{k} {v:.2f}" for k, v in best["sql"].result.get("per_rule", {}).items())
         report.note(
-            f"P4 gate {label}: GX checkpoint {gx.inner():.1f}s = fixed {trivial.inner():.1f}s (trivial queries) "
-            f"+ {gx.inner() - trivial.inner():.1f}s of queries; plain SQL {sql.inner():.1f}s [{per_rule}]"
+            f"P4 gate {label} (best of 2): GX checkpoint {gx:.1f}s, of which fixed {trivial:.1f}s (same checkpoint, "
+            f"trivial queries); plain SQL {sql:.2f}s [{per_rule}]; B4 ratio {gx / sql:.2f}"
         )
 
-    # P5: B3 once the run is short (enable_nestloop off for both contenders)
-    for label, extra in (("nestloop-off", {"PGOPTIONS": NESTLOOP_OFF}),):
-        ha, ua = world.contender("p5_airflow")
-        cmd = [S1MIG, "run", "--landing", str(world.landing), "--date", d, "--out", str(ha.path / "exports")]
-        air = run_measured(f"p5 s1mig run ({label})", cmd, ha.env(ua, **extra), ha.logs("run.log"), cap).check()
-        hd, ud = world.contender("p5_direct")
-        cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(hd.path / "exports"))
-        direct = run_measured(f"p5 run_direct ({label})", cmd, hd.env(ud, **extra), hd.logs("direct.log"), cap).check()
-        starts = daily_bench._airflow_tasks(air.log)
-        report.note(
-            f"P5 B3 with {label}: s1mig run {air.seconds:.1f}s vs run_direct {direct.seconds:.1f}s, ratio "
-            f"{air.seconds / direct.seconds:.2f}; task starts {starts}; direct steps {_fmt(direct)}"
-        )
 
-    # P6: export writer variant, on B5's inflated marts (from the p5 direct database)
-    _export_variants(root, server, report, "p5_direct", world, scale.export_rows[1])
+def part_orchestration(world: daily_bench.World, report: Report, cap: float) -> None:
+    """P5: B3 once the run is short (enable_nestloop off for both contenders)."""
+    d = world.day2.isoformat()
+    extra = {"PGOPTIONS": NESTLOOP_OFF}
+    ha, ua = world.contender("p5_airflow")
+    cmd = [S1MIG, "run", "--landing", str(world.landing), "--date", d, "--out", str(ha.path / "exports")]
+    air = run_measured("p5 s1mig run (nestloop off)", cmd, ha.env(ua, **extra), ha.logs("run.log"), cap).check()
+    hd, ud = world.contender("p5_direct")
+    cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(hd.path / "exports"))
+    direct = run_measured("p5 run_direct (nestloop off)", cmd, hd.env(ud, **extra), hd.logs("direct.log"), cap).check()
+    starts = daily_bench._airflow_tasks(air.log)
+    report.note(
+        f"P5 B3 with nestloop off: s1mig run {air.seconds:.1f}s vs run_direct {direct.seconds:.1f}s, ratio "
+        f"{air.seconds / direct.seconds:.2f}; Airflow task starts {starts}; direct {_fmt(direct)}"
+    )
+
+
+PARTS = ("P1", "P2", "P3", "P4", "P5", "P6")
+
+
+def run(root: Path, server: Server, report: Report, scale: Any, start: dt.date, args: argparse.Namespace) -> None:
+    parts = set((args.only or ",".join(PARTS)).upper().split(","))
+    world = daily_bench.prepare(root, server, start, scale.days, scale.installations, scale.daily_volume, scale.run_cap)
+    cap = max(scale.b2_cap, 900.0)
+    tables = _variant_project(root, "tables", {"+materialized": "table"}, {"+materialized": "table"})
+    tables_analyzed = _variant_project(
+        root,
+        "tables_analyzed",
+        {"+materialized": "table", "+post-hook": "analyze {{ this }}"},
+        {"+materialized": "table", "+post-hook": "analyze {{ this }}"},
+    )
+    variants: dict[str, dict[str, str]] = {
+        "as-is": {},
+        "nestloop-off": {"PGOPTIONS": NESTLOOP_OFF},
+        "tables": {"S1MIG_PROJECT_DIR": str(tables)},
+        "tables+analyze": {"S1MIG_PROJECT_DIR": str(tables_analyzed)},
+    }
+    if args.pgoptions:
+        variants["pgoptions"] = {"PGOPTIONS": args.pgoptions}
+    if "P1" in parts:
+        part_growth(world, report, variants, cap)
+    if "P2" in parts:
+        part_plans(world, report, cap)
+    if "P3" in parts:
+        part_dbt_threads(world, report, cap)
+    if "P4" in parts:
+        part_gate(world, report, cap)
+    if "P5" in parts:
+        part_orchestration(world, report, cap)
+    if "P6" in parts:
+        h, u = world.contender("p6_source")
+        d = world.day2.isoformat()
+        cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(h.path / "exports"))
+        run_measured("p6: day 2 built", cmd, h.env(u, PGOPTIONS=NESTLOOP_OFF), h.logs("d.log"), cap).check()
+        _export_variants(root, server, report, "p6_source", world, scale.export_rows[1])
 
 
 def _export_variants(

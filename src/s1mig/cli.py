@@ -116,6 +116,8 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     from s1mig import db, dbt
 
     url = db.warehouse_url()
+    with db.connect(url) as conn:
+        db.ensure_bi_role(conn)  # the marts grant to it: a fresh warehouse has it from the first build
     return subprocess.call(dbt.dbt_command(args.dbt_args), env=dbt.dbt_env(url))
 
 

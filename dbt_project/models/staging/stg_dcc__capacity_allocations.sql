@@ -1,5 +1,6 @@
 with source as (
     select * from {{ source('raw', 'capacity_allocations') }}
+    where {{ in_pending_drops() }}
 ),
 
 checked as (

@@ -1,5 +1,8 @@
+{{ config(indexes=[{'columns': ['attempt_id']}]) }}
+
 with source as (
     select * from {{ source('raw', 'cof_records') }}
+    where {{ in_pending_drops() }}
 ),
 
 checked as (

@@ -1,5 +1,8 @@
+{{ config(indexes=[{'columns': ['installation_id']}]) }}
+
 with source as (
     select * from {{ source('raw', 'exclusions') }}
+    where {{ in_pending_drops() }}
 ),
 
 checked as (

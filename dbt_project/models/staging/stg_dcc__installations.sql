@@ -1,5 +1,8 @@
+{{ config(materialized='table', indexes=[{'columns': ['installation_id', 'effective_from']}]) }}
+
 with source as (
     select * from {{ source('raw', 'installations') }}
+    where {{ in_pending_drops() }}
 ),
 
 checked as (

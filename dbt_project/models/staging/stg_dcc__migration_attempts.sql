@@ -1,5 +1,8 @@
+{{ config(indexes=[{'columns': ['attempt_id']}, {'columns': ['installation_id']}]) }}
+
 with source as (
     select * from {{ source('raw', 'migration_attempts') }}
+    where {{ in_pending_drops() }}
 ),
 
 checked as (

@@ -1,5 +1,8 @@
+{{ config(indexes=[{'columns': ['ma_file_name', 'ma_record_no']}]) }}
+
 with source as (
     select * from {{ source('raw', 'migration_authorisations') }}
+    where {{ in_pending_drops() }}
 ),
 
 checked as (

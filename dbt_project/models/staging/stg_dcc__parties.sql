@@ -1,5 +1,8 @@
+{{ config(materialized='table') }}
+
 with source as (
     select * from {{ source('raw', 'parties') }}
+    where {{ in_pending_drops() }}
 ),
 
 checked as (

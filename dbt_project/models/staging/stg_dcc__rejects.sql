@@ -26,6 +26,7 @@ from (
         source.*,
         {{ reject_reason_for(extract) }} as reject_reason
     from {{ source('raw', extract) }} as source
+    where {{ in_pending_drops() }}
 ) as checked
 where reject_reason is not null
 {% endfor %}
