@@ -1,5 +1,5 @@
-"""The reconciliation gate through the real DAG: breaking exactly one rule (tampered data
-or marts) stops the export with that rule named, its count and a sample key; the DMIN
+"""The reconciliation gate through the real DAG: breaking exactly one rule (tampered
+staging, intermediate or mart tables, after the build) stops the export with that rule named, its count and a sample key; the DMIN
 warning is recorded but does not block."""
 
 from __future__ import annotations
@@ -13,18 +13,17 @@ from drops import D30, build_handmade_landing
 
 pytestmark = pytest.mark.integration
 
-RAW_EVENT_COLUMNS = (
-    "event_id, attempt_id, stage, step_no, outcome, reason_code, event_ts, "
-    "_drop_date, _file_name, _file_sha256, _row_number"
+STAGED_EVENT_COLUMNS = (
+    "event_id, attempt_id, stage, step_no, outcome, reason_code, event_ts, _drop_date, _file_name, _row_number"
 )
 
 # rule id -> (tampering SQL, SQL that undoes it)
 TAMPERS = {
-    "L1": (
-        f"insert into raw.migration_events ({RAW_EVENT_COLUMNS}) values "
-        "('E99', 'A1', 'DEVICE_TESTING', '31', 'FAIL', 'DTP01', 'yesterday', "
-        "'2020-07-30', 'migration_events.csv', 'x', 999)",
-        "delete from raw.migration_events where event_id = 'E99'",
+    "L1": (  # a record the build found unreportable (the table rule L1 reads)
+        "insert into intermediate.int_rejected_records "
+        "(extract_name, _drop_date, _file_name, _row_number, line_no, reject_reason) values "
+        "('migration_events', '2020-07-30', 'migration_events.csv', 999, 1000, 'event_ts is not a timestamp')",
+        "delete from intermediate.int_rejected_records where _row_number = 999",
     ),
     "R1": (  # a 006 Success row that 001 does not have (and the other way round)
         "update marts.s1mig_006 set attempt_no = attempt_no + 10 "
@@ -37,10 +36,10 @@ TAMPERS = {
         "update marts.s1mig_006 set completion_reason_code = 'MVF01' where completion_reason_code = 'MVF01,DTP01'",
     ),
     "R3": (  # A3 (awaiting at end of 07-30) gets a failure on 07-30 that the marts do not show
-        f"insert into raw.migration_events ({RAW_EVENT_COLUMNS}) values "
-        "('E98', 'A3', 'DEVICE_TESTING', '31', 'FAIL', 'DTP01', '2020-07-30T15:00:00Z', "
-        "'2020-07-30', 'migration_events.csv', 'x', 998)",
-        "delete from raw.migration_events where event_id = 'E98'",
+        f"insert into staging.stg_dcc__migration_events ({STAGED_EVENT_COLUMNS}) values "
+        "('E98', 'A3', 'DEVICE_TESTING', 31, 'FAIL', 'DTP01', '2020-07-30T15:00:00Z', "
+        "'2020-07-30', 'migration_events.csv', 998)",
+        "delete from staging.stg_dcc__migration_events where event_id = 'E98'",
     ),
     "R4": (
         "update marts.s1mig_005 set succeeded = succeeded + 1 where party_id = 'SUPA01' and succeeded > 0",
