@@ -1,6 +1,6 @@
 """The reconciliation gate through the real DAG: breaking exactly one rule (tampered
-staging, intermediate or mart tables, after the build) stops the export with that rule named, its count and a sample key; the DMIN
-warning is recorded but does not block."""
+staging, intermediate or mart tables, after the build) stops the export with that rule
+named, its count and a sample key; the DMIN warning is recorded but does not block."""
 
 from __future__ import annotations
 
