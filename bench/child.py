@@ -169,35 +169,9 @@ def cmd_gate_sql(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "unexpected_rows": rows, "per_rule": per_rule}
 
 
-def _buffered_copy_to_file(conn: Any, query: Any, path: Path) -> tuple[int, str]:
-    """Tuning proposal (measured by --profile, not used by the product): export's
-    _copy_to_file, but writing and hashing 1 MiB chunks instead of every COPY row."""
-    import hashlib
-
-    from psycopg import sql
-
-    sha = hashlib.sha256()
-    buf = bytearray()
-    with open(path, "wb", buffering=0) as fh, conn.cursor() as cur:
-        with cur.copy(sql.SQL("copy ({}) to stdout with (format csv, header true)").format(query)) as copy:
-            for block in copy:
-                buf += block
-                if len(buf) >= 1 << 20:
-                    fh.write(buf)
-                    sha.update(buf)
-                    buf.clear()
-        if buf:
-            fh.write(buf)
-            sha.update(buf)
-        rows = cur.rowcount
-    return rows, sha.hexdigest()
-
-
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from s1mig import export
 
-    if args.buffered:
-        export._copy_to_file = _buffered_copy_to_file  # type: ignore[assignment]
     started = time.monotonic()
     folder = export.export_date(args.date, args.out, run_id="bench")
     seconds = time.monotonic() - started
@@ -287,7 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export")
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--buffered", action="store_true", help="tuning proposal: 1 MiB writes (see --profile)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("airflow-migrate")

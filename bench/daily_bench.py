@@ -71,6 +71,20 @@ class World:
         home.copy_state_from(self.base)
         return home, self.server.create(name, template)
 
+    def land_history(self, name: str, home: Home, env: dict[str, str], day: dt.date) -> None:
+        """Untimed: land every drop from day 2 to the day before `day` and build the day
+        before once, leaving the warehouse as running daily would (staging holds every
+        earlier drop, the tables were last built for the day before)."""
+        before = day - dt.timedelta(days=1)
+        if before <= self.day2 - dt.timedelta(days=1):
+            return
+        cmd = child_cmd(
+            "land", "--landing", str(self.landing), "--date", self.day2.isoformat(), "--until", before.isoformat()
+        )
+        run_measured(f"{name}: land {self.day2} .. {before}", cmd, env, home.logs("history.log")).check()
+        cmd = child_cmd("dbt", "--date", before.isoformat())
+        run_measured(f"{name}: catch-up build of {before}", cmd, env, home.logs("catchup.log")).check()
+
     def attempts(self, day: dt.date) -> int:
         return drop_rows(self.landing, day)["migration_attempts"]
 
@@ -165,28 +179,7 @@ def orchestration(world: World, report: Report) -> DailyResults:
 def incremental(world: World, report: Report, day2: Measured, cap: float) -> None:
     last = world.last
     home, url = world.contender("b2_last_day")
-    if world.days > 2:
-        cmd = child_cmd(
-            "land",
-            "--landing",
-            str(world.landing),
-            "--date",
-            world.day2.isoformat(),
-            "--until",
-            (last - dt.timedelta(days=1)).isoformat(),
-        )
-        run_measured(
-            f"B2 history: land {world.day2} .. {last - dt.timedelta(days=1)}",
-            cmd,
-            home.env(url),
-            home.logs("history.log"),
-        ).check()
-        # the warehouse as it stands after running daily: staging holds every earlier
-        # drop, the tables were last built for the day before (one catch-up build)
-        cmd = child_cmd("dbt", "--date", (last - dt.timedelta(days=1)).isoformat())
-        run_measured(
-            "B2 history: catch-up build of the day before", cmd, home.env(url), home.logs("catchup.log")
-        ).check()
+    world.land_history("B2 history", home, home.env(url), last)
     out = home.path / "exports"
     cmd = child_cmd("direct", "--landing", str(world.landing), "--date", last.isoformat(), "--out", str(out))
     m = run_measured(f"B2 run_direct {last} (day {world.days})", cmd, home.env(url), home.logs("direct.log"), cap)
@@ -212,6 +205,8 @@ def incremental(world: World, report: Report, day2: Measured, cap: float) -> Non
             "(see docs/performance.md for the uncapped growth)"
         )
     report.add(Figure("B2", "incremental", m.seconds / day2.seconds, B2_TARGET, details))
+    for line in top_dbt_nodes(home):
+        report.note(f"where dbt's time went (run_direct, day {world.days}): {line}")
 
 
 def gate(world: World, report: Report, daily: DailyResults) -> None:

@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument(
-        "--only", help=f"comma-separated subset of {','.join(FIGURES)} (with --profile: of P1,P2,P3,P4,P5,P6)"
+        "--only", help=f"comma-separated subset of {','.join(FIGURES)} (with --profile: of P1,P2,P3,P4)"
     )
     parser.add_argument("--root", type=Path, default=Path("/tmp/s1mig-bench"), help="work folder (wiped first)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs) at the end")

@@ -5,14 +5,14 @@ folder, or a bench-only variant of one function).
 
 Parts (`--only P2,P4` runs a subset; P = profile, not a target):
 
-* P1 growth: run_direct for day k on top of k-1 landed drops, k = 2, 8, 16, last, as is
-  and with each proposal, so the growth of B2 is visible (each run capped).
+* P1 growth: run_direct for day k on top of k-1 landed drops (and one catch-up build of
+  day k-1), k = 2, 8, 16, last: as is, with the design before tuning (staging and
+  intermediate as views) and with enable_nestloop off, so the growth behind B2 is
+  visible (each run capped).
 * P2 plans: the slowest dbt nodes of an as-is build of day 8, each EXPLAIN ANALYZEd
   with and without nested loops: the misestimated nested loops are the cost.
-* P3 dbt threads (with the best proposal, so that dbt is not dominated by one plan).
+* P3 dbt threads (S1MIG_DBT_THREADS 1, 2, 4) for the day-2 build.
 * P4 gate: GX's fixed cost (the checkpoint with trivial queries), the rules one by one.
-* P5 orchestration with the best proposal: B3's ratio once the run is short.
-* P6 export: the buffered variant of export's file writer against the product and psql.
 """
 
 from __future__ import annotations
@@ -25,17 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import daily_bench
-import export_bench
 import yaml
 from benchlib import (
     REPO,
-    S1MIG,
     Home,
     Measured,
     Report,
     Server,
     child_cmd,
-    psql_path,
     run_measured,
 )
 
@@ -63,17 +60,7 @@ def _day_run(world: daily_bench.World, name: str, day: dt.date, extra: dict[str,
     """run_direct for `day` on a copy of the base with every earlier drop landed."""
     home, url = world.contender(name)
     env = _env_for(extra, home, url)
-    if day > world.day2:
-        cmd = child_cmd(
-            "land",
-            "--landing",
-            str(world.landing),
-            "--date",
-            world.day2.isoformat(),
-            "--until",
-            (day - dt.timedelta(days=1)).isoformat(),
-        )
-        run_measured(f"{name}: land history up to {day - dt.timedelta(days=1)}", cmd, env, home.logs("h.log")).check()
+    world.land_history(name, home, env, day)
     out = home.path / "exports"
     cmd = child_cmd("direct", "--landing", str(world.landing), "--date", day.isoformat(), "--out", str(out))
     m = run_measured(f"{name}: run_direct {day}", cmd, env, home.logs("direct.log"), cap)
@@ -146,16 +133,7 @@ def part_plans(world: daily_bench.World, report: Report, cap: float) -> None:
     day = world.start + dt.timedelta(days=7)
     home, url = world.contender("p2_plan")
     env = home.env(url)
-    cmd = child_cmd(
-        "land",
-        "--landing",
-        str(world.landing),
-        "--date",
-        world.day2.isoformat(),
-        "--until",
-        (day - dt.timedelta(days=1)).isoformat(),
-    )
-    run_measured("p2: land history", cmd, env, home.logs("h.log")).check()
+    world.land_history("p2", home, env, day)
     out = home.path / "exports"
     cmd = child_cmd("direct", "--landing", str(world.landing), "--date", day.isoformat(), "--out", str(out))
     built = run_measured(f"p2: run_direct {day} as is", cmd, env, home.logs("d.log"), cap).check()
@@ -176,14 +154,14 @@ def part_plans(world: daily_bench.World, report: Report, cap: float) -> None:
 
 
 def part_dbt_threads(world: daily_bench.World, report: Report, cap: float) -> None:
-    """P3: dbt threads, with enable_nestloop off (dbt then is not one plan's hostage)."""
+    """P3: dbt threads (S1MIG_DBT_THREADS) for the day-2 build."""
     for threads in ("1", "2", "4"):
         name = f"p3_threads_{threads}"
         h, u = world.contender(name, daily_bench.DAY2_DB)
-        env = h.env(u, PGOPTIONS=NESTLOOP_OFF, S1MIG_DBT_THREADS=threads)
+        env = h.env(u, S1MIG_DBT_THREADS=threads)
         cmd = child_cmd("dbt", "--date", world.day2.isoformat())
         m = run_measured(f"p3 dbt build, {threads} thread(s)", cmd, env, h.logs("dbt.log"), cap).check()
-        report.note(f"P3 dbt build day 2, nestloop off, S1MIG_DBT_THREADS={threads}: {m.inner():.1f}s")
+        report.note(f"P3 dbt build day 2, S1MIG_DBT_THREADS={threads}: {m.inner():.1f}s")
         world.server.drop(name)
 
 
@@ -194,8 +172,8 @@ def part_gate(world: daily_bench.World, report: Report, cap: float) -> None:
     out = home.path / "exports"
     cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(out))
     run_measured("p4: day 2 built", cmd, home.env(url), home.logs("d.log"), cap).check()
-    for label, extra in (("as-is", {}), ("nestloop-off", {"PGOPTIONS": NESTLOOP_OFF})):
-        env = home.env(url, **extra)
+    for label in ("as-is",):
+        env = home.env(url)
         best: dict[str, Measured] = {}
         for r in (1, 2):
             for kind, args in (
@@ -214,42 +192,24 @@ def part_gate(world: daily_bench.World, report: Report, cap: float) -> None:
         )
 
 
-def part_orchestration(world: daily_bench.World, report: Report, cap: float) -> None:
-    """P5: B3 once the run is short (enable_nestloop off for both contenders)."""
-    d = world.day2.isoformat()
-    extra = {"PGOPTIONS": NESTLOOP_OFF}
-    ha, ua = world.contender("p5_airflow")
-    cmd = [S1MIG, "run", "--landing", str(world.landing), "--date", d, "--out", str(ha.path / "exports")]
-    air = run_measured("p5 s1mig run (nestloop off)", cmd, ha.env(ua, **extra), ha.logs("run.log"), cap).check()
-    hd, ud = world.contender("p5_direct")
-    cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(hd.path / "exports"))
-    direct = run_measured("p5 run_direct (nestloop off)", cmd, hd.env(ud, **extra), hd.logs("direct.log"), cap).check()
-    starts = daily_bench._airflow_tasks(air.log)
-    report.note(
-        f"P5 B3 with nestloop off: s1mig run {air.seconds:.1f}s vs run_direct {direct.seconds:.1f}s, ratio "
-        f"{air.seconds / direct.seconds:.2f}; Airflow task starts {starts}; direct {_fmt(direct)}"
-    )
-
-
-PARTS = ("P1", "P2", "P3", "P4", "P5", "P6")
+PARTS = ("P1", "P2", "P3", "P4")
 
 
 def run(root: Path, server: Server, report: Report, scale: Any, start: dt.date, args: argparse.Namespace) -> None:
     parts = set((args.only or ",".join(PARTS)).upper().split(","))
     world = daily_bench.prepare(root, server, start, scale.days, scale.installations, scale.daily_volume, scale.run_cap)
     cap = max(scale.b2_cap, 900.0)
-    tables = _variant_project(root, "tables", {"+materialized": "table"}, {"+materialized": "table"})
-    tables_analyzed = _variant_project(
+    # the design before docs/performance.md's tuning: staging and intermediate as views
+    views = _variant_project(
         root,
-        "tables_analyzed",
-        {"+materialized": "table", "+post-hook": "analyze {{ this }}"},
-        {"+materialized": "table", "+post-hook": "analyze {{ this }}"},
+        "views",
+        {"+materialized": "view", "+pre-hook": [], "+post-hook": []},
+        {"+materialized": "view", "+post-hook": []},
     )
     variants: dict[str, dict[str, str]] = {
         "as-is": {},
+        "views (before tuning)": {"S1MIG_PROJECT_DIR": str(views)},
         "nestloop-off": {"PGOPTIONS": NESTLOOP_OFF},
-        "tables": {"S1MIG_PROJECT_DIR": str(tables)},
-        "tables+analyze": {"S1MIG_PROJECT_DIR": str(tables_analyzed)},
     }
     if args.pgoptions:
         variants["pgoptions"] = {"PGOPTIONS": args.pgoptions}
@@ -261,52 +221,3 @@ def run(root: Path, server: Server, report: Report, scale: Any, start: dt.date, 
         part_dbt_threads(world, report, cap)
     if "P4" in parts:
         part_gate(world, report, cap)
-    if "P5" in parts:
-        part_orchestration(world, report, cap)
-    if "P6" in parts:
-        h, u = world.contender("p6_source")
-        d = world.day2.isoformat()
-        cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(h.path / "exports"))
-        run_measured("p6: day 2 built", cmd, h.env(u, PGOPTIONS=NESTLOOP_OFF), h.logs("d.log"), cap).check()
-        _export_variants(root, server, report, "p6_source", world, scale.export_rows[1])
-
-
-def _export_variants(
-    root: Path, server: Server, report: Report, source: str, world: daily_bench.World, rows: int
-) -> None:
-    import math
-
-    home = Home(root, "p6_export")
-    home.copy_state_from(world.base)
-    db = export_bench.DB
-    server.create(db, source)
-    marts = export_bench._inflatable(server)
-    original = export_bench._rows_of_day(server, world.day2, list(marts))
-    copies = max(2, math.ceil(rows / original))
-    export_bench._inflate(server, world.day2, marts, 1, copies - 1)
-    env = home.env(server.url(db))
-    d = world.day2.isoformat()
-    timings: dict[str, list[float]] = {"product": [], "buffered": [], "psql": []}
-    files = export_bench._baseline_script(server, world.day2, home.path / "psql", home.path / "copy.sql")
-    for r in range(2):
-        for label, flag in (("product", []), ("buffered", ["--buffered"])):
-            server.checkpoint()
-            m = run_measured(
-                f"p6 export {label} ({r + 1})",
-                child_cmd("export", "--date", d, "--out", str(home.path / f"out-{label}"), *flag),
-                env,
-                home.logs(f"{label}.log"),
-            ).check()
-            timings[label].append(m.inner())
-        server.checkpoint()
-        cmd = [psql_path(), server.url(db), "-X", "-q", "-f", str(home.path / "copy.sql")]
-        timings["psql"].append(run_measured(f"p6 psql ({r + 1})", cmd, env, home.logs("psql.log")).check().seconds)
-    same, total = export_bench._same_bytes(files, home.path / "out-buffered" / d)
-    best = {k: min(v) for k, v in timings.items()}
-    report.note(
-        f"P6 export of {export_bench._rows_of_day(server, world.day2, list(marts)):,} mart rows (best of 2): product "
-        f"{best['product']:.2f}s, buffered writer {best['buffered']:.2f}s, psql {best['psql']:.2f}s; ratio "
-        f"{best['product'] / best['psql']:.2f} -> {best['buffered'] / best['psql']:.2f} "
-        f"(buffered files identical: {same}/{total})"
-    )
-    server.drop(db)

@@ -37,15 +37,17 @@
     )
 {%- endmacro %}
 
-{#- WHERE condition on a raw source's rows: only the pending drop dates. -#}
+{#- WHERE condition on a raw source's rows: only the pending drop dates. `= any(array(...))`
+    makes the dates one parameter the planner looks up in the _drop_date index, instead of
+    a semi-join that scans the whole history. -#}
 {% macro in_pending_drops() -%}
-    _drop_date in {{ pending_drop_dates() }}
+    _drop_date = any(array{{ pending_drop_dates() }})
 {%- endmacro %}
 
 {% macro begin_delivery_increment() -%}
     select pg_advisory_xact_lock_shared({{ landing_lock_id() }});
     {% if is_incremental() -%}
-        delete from {{ this }} where _drop_date in {{ pending_drop_dates() }};
+        delete from {{ this }} where {{ in_pending_drops() }};
     {%- endif %}
 {%- endmacro %}
 

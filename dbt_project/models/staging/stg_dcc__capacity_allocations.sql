@@ -1,3 +1,5 @@
+{{ config(indexes=[{'columns': ['_drop_date']}]) }}
+
 with source as (
     select * from {{ source('raw', 'capacity_allocations') }}
     where {{ in_pending_drops() }}

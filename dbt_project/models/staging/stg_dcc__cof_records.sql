@@ -1,4 +1,4 @@
-{{ config(indexes=[{'columns': ['attempt_id']}]) }}
+{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['attempt_id']}]) }}
 
 with source as (
     select * from {{ source('raw', 'cof_records') }}

@@ -1,4 +1,4 @@
-{{ config(indexes=[{'columns': ['installation_id']}]) }}
+{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['installation_id']}]) }}
 
 with source as (
     select * from {{ source('raw', 'exclusions') }}

@@ -1,4 +1,4 @@
-{{ config(indexes=[{'columns': ['ma_file_name', 'ma_record_no']}]) }}
+{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['ma_file_name', 'ma_record_no']}]) }}
 
 with source as (
     select * from {{ source('raw', 'migration_authorisations') }}

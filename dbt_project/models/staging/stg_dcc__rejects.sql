@@ -1,3 +1,5 @@
+{{ config(indexes=[{'columns': ['_drop_date']}]) }}
+
 -- noqa: disable=LT02
 {#- Grain: one row per raw record that fails value-level validation (spec section 2),
     with the reason and its raw lineage. These rows are kept out of every staging model
