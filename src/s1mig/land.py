@@ -90,7 +90,23 @@ def raw_ddl() -> list[sql.Composable]:
     return stmts
 
 
+def raw_relations() -> list[str]:
+    """Every relation raw_ddl() creates."""
+    names = ["raw.row_number_seq", "raw.drop_ledger"]
+    for ex in EXTRACTS:
+        names += [f"raw.{ex.name}", f"raw.{ex.name}__drop_date"]
+    return names
+
+
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
+    """Create the raw layer if any of it is missing. When all of it exists nothing runs:
+    `create index if not exists` still locks its table, and waits for autovacuum."""
+    with conn.transaction():
+        missing = conn.execute(
+            "select count(*) from unnest(%s::text[]) as name where to_regclass(name) is null", (raw_relations(),)
+        ).fetchone()
+    if missing and missing[0] == 0:
+        return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (LANDING_LOCK,))
         for stmt in raw_ddl():
