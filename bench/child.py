@@ -200,6 +200,7 @@ def cmd_cosmos(args: argparse.Namespace) -> dict[str, Any]:
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent / "cosmos_dags")
     env["S1MIG_BENCH_COSMOS_MANIFEST"] = str(config.home() / "dbt" / "target" / "manifest.json")
     env["S1MIG_BENCH_COSMOS_INVOCATION"] = args.invocation
+    env["S1MIG_BENCH_COSMOS_TESTS"] = args.tests
     env["S1MIG_BENCH_DBT"] = str(Path(sys.executable).with_name("dbt"))
     airflow_run.ensure_airflow_db(env, print)
     conf = json.dumps({"report_date": args.date.isoformat()})
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cosmos")
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--invocation", choices=["dbt_runner", "subprocess"], default="dbt_runner")
+    p.add_argument("--tests", default="after_each", help="cosmos TestBehavior: after_each or build")
     p.set_defaults(func=cmd_cosmos)
     return parser
 

@@ -8,8 +8,10 @@ Both contenders start from the same copy of the base with day 2 already landed:
   through `airflow dags test`, where only `dbt_build` runs (the other tasks are marked
   successful);
 * cosmos: `airflow dags test s1mig_cosmos_dbt` with the same Airflow home and
-  environment, one task per model, seed and model's tests (TestBehavior.AFTER_EACH),
-  dbt invoked in-process (InvocationMode.DBT_RUNNER, the cosmos default).
+  environment, dbt invoked in-process (InvocationMode.DBT_RUNNER, the cosmos default),
+  twice: one task per model, seed and model's tests (TestBehavior.AFTER_EACH, the
+  default; line C1 cosmos-vs-dbt-build) and one `dbt build` task per model with its
+  tests (TestBehavior.BUILD; line C1 cosmos-build-vs-dbt-build).
 
 `airflow dags test` runs tasks one at a time, as `s1mig run` does; under a scheduler
 with parallel workers each cosmos task would also pay a task-process start-up.
@@ -35,27 +37,28 @@ def run(world: World, report: Report, invocation: str = "dbt_runner") -> None:
         home_o.logs("ours.log"),
         world.run_cap,
     ).check()
-
-    home_c, url_c = world.contender("cosmos_cosmos", DAY2_DB)
-    cosmos = run_measured(
-        f"COSMOS cosmos per-node tasks ({invocation}) {d}",
-        child_cmd("cosmos", "--date", d, "--invocation", invocation),
-        home_c.env(url_c),
-        home_c.logs("cosmos.log"),
-        world.run_cap * 3,
-    ).check()
-    tasks = int(cosmos.result.get("tasks", 0))
-    extra = cosmos.seconds - ours.seconds
-    report.add(
-        Figure(
-            "C1",
-            "cosmos-vs-dbt-build",
-            cosmos.seconds / ours.seconds,
-            TARGET,
-            [
-                f"day {d}: cosmos DAG {cosmos.seconds:.1f}s ({tasks} tasks, {invocation}) vs our dbt_build task "
-                f"{ours.seconds:.1f}s through Airflow; +{extra:.1f}s, {extra / max(tasks, 1):.2f}s per cosmos task",
-                f"peak RSS cosmos {cosmos.max_rss_mb:.0f} MB, ours {ours.max_rss_mb:.0f} MB",
-            ],
+    for tests, name in (("after_each", "cosmos-vs-dbt-build"), ("build", "cosmos-build-vs-dbt-build")):
+        home_c, url_c = world.contender(f"cosmos_{tests}", DAY2_DB)
+        cosmos = run_measured(
+            f"COSMOS cosmos per-node tasks ({invocation}, TestBehavior {tests}) {d}",
+            child_cmd("cosmos", "--date", d, "--invocation", invocation, "--tests", tests),
+            home_c.env(url_c),
+            home_c.logs(f"cosmos-{tests}.log"),
+            world.run_cap * 3,
+        ).check()
+        tasks = int(cosmos.result.get("tasks", 0))
+        extra = cosmos.seconds - ours.seconds
+        report.add(
+            Figure(
+                "C1",
+                name,
+                cosmos.seconds / ours.seconds,
+                TARGET,
+                [
+                    f"day {d}: cosmos DAG {cosmos.seconds:.1f}s ({tasks} tasks, {invocation}, TestBehavior {tests}) "
+                    f"vs our dbt_build task {ours.seconds:.1f}s through Airflow; +{extra:.1f}s, "
+                    f"{extra / max(tasks, 1):.2f}s per cosmos task",
+                    f"peak RSS cosmos {cosmos.max_rss_mb:.0f} MB, ours {ours.max_rss_mb:.0f} MB",
+                ],
+            )
         )
-    )

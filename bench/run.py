@@ -2,8 +2,8 @@
 B5 export and the cosmos comparison (C1), each a ratio of two contenders measured side
 by side in this one run, printed as `B<n> <name> ratio=<x> target=<y> PASS|FAIL`.
 
-    .venv/bin/python bench/run.py                  # small scale, under 15 minutes
-    .venv/bin/python bench/run.py --scale full     # 1M/10M-row drops, ~200,000 attempts a day (hours)
+    .venv/bin/python bench/run.py                  # small scale, under 15 minutes (about 8 here)
+    .venv/bin/python bench/run.py --scale full     # 1M/10M-row drops, ~200,000 attempts a day (about 2 hours)
     .venv/bin/python bench/run.py --only B1,B5     # a subset
     .venv/bin/python bench/run.py --national       # B6: 15M installations, per-stage times (long)
     .venv/bin/python bench/run.py --profile        # where the daily run's time goes + tuning proposals
@@ -124,12 +124,12 @@ def run_figures(args: argparse.Namespace, root: Path, server: Server, report: Re
     if "B5" in only and daily:
         with stage("B5 export"):
             export_bench.run(root, server, report, daily.direct_db, world.base, world.day2, scale.export_rows)
-    if "C1" in only:
-        with stage("C1 cosmos against our dbt_build task"):
-            cosmos_bench.run(world, report)
     if "B2" in only and daily:
         with stage("B2 incremental"):
             daily_bench.incremental(world, report, daily.direct, scale.b2_cap)
+    if "C1" in only:
+        with stage("C1 cosmos against our dbt_build task"):
+            cosmos_bench.run(world, report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ Benchmark only (bench/cosmos_bench.py points AIRFLOW__CORE__DAGS_FOLDER here); t
 product DAG is dags/s1mig_daily.py and is not changed. LoadMode.DBT_MANIFEST reads the
 manifest.json of an earlier `dbt build` (S1MIG_BENCH_COSMOS_MANIFEST), so parsing this
 file never runs dbt; every model, seed and test becomes its own task that starts dbt
-for that node (TestBehavior.AFTER_EACH, the cosmos default). The report date comes from
+for that node (TestBehavior.AFTER_EACH, the cosmos default; S1MIG_BENCH_COSMOS_TESTS=build
+runs each model with its tests as one `dbt build` task instead). The report date comes from
 the run's conf, as in the product DAG.
 """
 
@@ -20,6 +21,7 @@ from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 PROJECT_DIR = Path(os.environ.get("S1MIG_PROJECT_DIR", Path(__file__).resolve().parents[2])) / "dbt_project"
 MANIFEST = os.environ.get("S1MIG_BENCH_COSMOS_MANIFEST", str(PROJECT_DIR / "target" / "manifest.json"))
 INVOCATION = os.environ.get("S1MIG_BENCH_COSMOS_INVOCATION", "dbt_runner")
+TESTS = os.environ.get("S1MIG_BENCH_COSMOS_TESTS", "after_each")  # or "build": one task per model and its tests
 DBT_EXECUTABLE = os.environ.get("S1MIG_BENCH_DBT", "dbt")
 
 s1mig_cosmos_dbt = DbtDag(
@@ -46,7 +48,7 @@ s1mig_cosmos_dbt = DbtDag(
     ),
     render_config=RenderConfig(
         load_method=LoadMode.DBT_MANIFEST,
-        test_behavior=TestBehavior.AFTER_EACH,
+        test_behavior=TestBehavior(TESTS),
         emit_datasets=False,
     ),
     operator_args={
