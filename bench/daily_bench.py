@@ -104,7 +104,9 @@ def prepare(
     installations: int,
     daily_volume: float,
     run_cap: float,
+    day2_db: bool = True,
 ) -> World:
+    """`day2_db`: also keep a copy of the base with day 2 landed (C1's starting point)."""
     landing = root / "landing-daily"
     base = Home(root, "base")
     generate(landing, start, days, installations, daily_volume, base.logs("generate.log"))
@@ -116,9 +118,10 @@ def prepare(
     first = run_measured(f"base: day 1 ({start}) landed and built", cmd, env, base.logs("day1.log"), run_cap).check()
     progress(f"base: day 1 steps {_steps(first)}")
     run_measured("base: airflow db migrate", child_cmd("airflow-migrate"), env, base.logs("migrate.log")).check()
-    url2 = server.create(DAY2_DB, BASE_DB)
-    cmd = child_cmd("land", "--landing", str(landing), "--date", world.day2.isoformat())
-    run_measured(f"base: day 2 ({world.day2}) landed only", cmd, base.env(url2), base.logs("land-day2.log")).check()
+    if day2_db:
+        url2 = server.create(DAY2_DB, BASE_DB)
+        cmd = child_cmd("land", "--landing", str(landing), "--date", world.day2.isoformat())
+        run_measured(f"base: day 2 ({world.day2}) landed only", cmd, base.env(url2), base.logs("land-day2.log")).check()
     return world
 
 
@@ -143,17 +146,23 @@ class DailyResults:
     direct: Measured
 
 
-def orchestration(world: World, report: Report) -> DailyResults:
+def orchestration(world: World, report: Report, with_airflow: bool = True) -> DailyResults:
+    """Day 2 run directly (B2's baseline, B4's and B5's database) and, for B3, through
+    Airflow; the Airflow contender's database is dropped once measured (disk: at full
+    scale every copy is a national warehouse)."""
     d = world.day2.isoformat()
-    home_a, url_a = world.contender("b3_airflow")
-    cmd = [S1MIG, "run", "--landing", str(world.landing), "--date", d, "--out", str(home_a.path / "exports")]
-    airflow = run_measured(f"B3 s1mig run (Airflow) {d}", cmd, home_a.env(url_a), home_a.logs("run.log"), world.run_cap)
-    airflow.check()
-
     home_d, url_d = world.contender("b3_direct")
     cmd = child_cmd("direct", "--landing", str(world.landing), "--date", d, "--out", str(home_d.path / "exports"))
     direct = run_measured(f"B3 run_direct {d}", cmd, home_d.env(url_d), home_d.logs("direct.log"), world.run_cap)
     direct.check()
+    if not with_airflow:
+        return DailyResults(home_d, "b3_direct", direct)
+
+    home_a, url_a = world.contender("b3_airflow")
+    cmd = [S1MIG, "run", "--landing", str(world.landing), "--date", d, "--out", str(home_a.path / "exports")]
+    airflow = run_measured(f"B3 s1mig run (Airflow) {d}", cmd, home_a.env(url_a), home_a.logs("run.log"), world.run_cap)
+    airflow.check()
+    world.server.drop("b3_airflow")
 
     starts = _airflow_tasks(airflow.log)
     first = min(starts.values()) if starts else float("nan")

@@ -110,12 +110,12 @@ def run_figures(args: argparse.Namespace, root: Path, server: Server, report: Re
         return
     with stage("daily landing and base (day 1 built)"):
         world = daily_bench.prepare(
-            root, server, START, scale.days, scale.installations, scale.daily_volume, scale.run_cap
+            root, server, START, scale.days, scale.installations, scale.daily_volume, scale.run_cap, "C1" in only
         )
     daily = None
     if only & {"B2", "B3", "B4", "B5"}:
-        with stage("B3 orchestration"):
-            daily = daily_bench.orchestration(world, report)
+        with stage("B3 orchestration" if "B3" in only else "day 2, direct (B2's baseline)"):
+            daily = daily_bench.orchestration(world, report, "B3" in only)
         for line in daily_bench.top_dbt_nodes(daily.direct_home):
             report.note(f"where dbt's time went (run_direct, day 2): {line}")
     if "B4" in only and daily:
@@ -124,6 +124,8 @@ def run_figures(args: argparse.Namespace, root: Path, server: Server, report: Re
     if "B5" in only and daily:
         with stage("B5 export"):
             export_bench.run(root, server, report, daily.direct_db, world.base, world.day2, scale.export_rows)
+    if daily:
+        server.drop(daily.direct_db)  # disk: B2 and C1 start from the base again
     if "B2" in only and daily:
         with stage("B2 incremental"):
             daily_bench.incremental(world, report, daily.direct, scale.b2_cap)
