@@ -197,6 +197,8 @@ PARTS = ("P1", "P2", "P3", "P4")
 
 def run(root: Path, server: Server, report: Report, scale: Any, start: dt.date, args: argparse.Namespace) -> None:
     parts = set((args.only or ",".join(PARTS)).upper().split(","))
+    if parts - set(PARTS):
+        raise SystemExit(f"unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; --profile has {', '.join(PARTS)}")
     world = daily_bench.prepare(root, server, start, scale.days, scale.installations, scale.daily_volume, scale.run_cap)
     cap = max(scale.b2_cap, 900.0)
     # the design before docs/performance.md's tuning: staging and intermediate as views
