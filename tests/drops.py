@@ -279,17 +279,21 @@ def refresh_manifest(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def edit_rows(folder: Path, extract: str, match: dict[str, str], changes: dict[str, str]) -> None:
-    """Change the values of the rows of one (plain CSV) extract that match `match`, keeping
-    the manifest consistent, so only the value fault remains."""
+def edit_rows(folder: Path, extract: str, match: dict[str, str], changes: dict[str, str] | None) -> None:
+    """Change the values of the rows of one (plain CSV) extract that match `match` (remove
+    them when `changes` is None), keeping the manifest consistent, so only the value
+    fault remains."""
     path = folder / f"{extract}.csv"
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    reader = csv.DictReader(io.StringIO(path.read_text()))
+    rows = list(reader)
     hits = [r for r in rows if all(r[k] == v for k, v in match.items())]
     assert hits, f"no {extract} row matches {match}"
-    for row in hits:
+    if changes is None:
+        rows = [r for r in rows if not all(r[k] == v for k, v in match.items())]
+    for row in hits if changes is not None else ():
         row.update(changes)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(reader.fieldnames or ()), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     path.write_text(buf.getvalue())

@@ -1,6 +1,8 @@
 """Staging is incremental by delivery (dbt_project/macros/incremental_staging.sql): each
-build types only the drops delivered since the last one. It must hold exactly what a
-full rebuild holds, also after an earlier drop is corrected and re-delivered."""
+build types only the drops delivered since the last one; the history models
+(dbt_project/macros/incremental_history.sql) compute only the drops their inputs gained.
+Both must hold exactly what a full rebuild holds: day after day, after an earlier drop
+is corrected and re-delivered, and after the latest drop is re-delivered."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import re
 import psycopg
 import pytest
 from conftest import REPO, run_cli
-from drops import edit_rows
+from drops import edit_rows, refresh_manifest
 
 from s1mig import land
 
@@ -29,25 +31,44 @@ STAGING = (
     "stg_dcc__exclusions",
     "stg_dcc__rejects",
 )
+HISTORY = (
+    "intermediate.int_attempt_responsibilities",
+    "intermediate.int_attempt_completion_versions",
+    "intermediate.int_rejected_records",
+)
+TABLES = tuple(f"staging.{name}" for name in STAGING) + HISTORY
 
 
 def _fingerprints(url: str) -> dict[str, tuple[int, str]]:
-    """Row count and an order-independent digest of every staging table."""
+    """Row count and an order-independent digest of every staging and history table."""
     out = {}
     with psycopg.connect(url) as conn:
-        for table in STAGING:
+        for table in TABLES:
             out[table] = conn.execute(
                 f"select count(*), coalesce(md5(string_agg(md5(t::text), '' order by md5(t::text))), '') "
-                f"from staging.{table} as t"
+                f"from {table} as t"
             ).fetchone()
     return out
+
+
+def _run_layers(day: dt.date, *extra: str) -> None:
+    """dbt run of staging and intermediate (no tests: an edited drop may break them)."""
+    layers = ("--select", "staging", "intermediate")
+    run_cli("dbt", "run", *layers, "--vars", f"{{report_date: '{day}'}}", *extra, check=True)
+
+
+def _assert_full_rebuild_holds_the_same(url: str, day: dt.date) -> dict[str, tuple[int, str]]:
+    incremental = _fingerprints(url)
+    _run_layers(day, "--full-refresh")
+    assert _fingerprints(url) == incremental
+    return incremental
 
 
 def _build(day: dt.date, *extra: str) -> None:
     run_cli("dbt", "build", "--vars", f"{{report_date: '{day}'}}", *extra, check=True)
 
 
-def test_incremental_staging_equals_a_full_rebuild_after_a_correction(warehouse, tmp_path):
+def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tmp_path):
     landing = tmp_path / "landing"
     run_cli(
         "generate", "--out", str(landing), "--start", str(START), "--days", "4", "--installations", "300", check=True
@@ -56,7 +77,14 @@ def test_incremental_staging_equals_a_full_rebuild_after_a_correction(warehouse,
     for day in days[:3]:
         run_cli("land", "--landing", str(landing), "--date", str(day), check=True)
         _build(day)
-    before = _fingerprints(warehouse)
+    # day after day (each history model appends the new drop's rows)
+    with psycopg.connect(warehouse) as conn:
+        versions = conn.execute(
+            "select count(*), count(distinct valid_from), count(*) filter (where valid_to is not null) "
+            "from intermediate.int_attempt_completion_versions"
+        ).fetchone()
+    assert versions[0] > 0 and versions[1] >= 2, versions
+    before = _assert_full_rebuild_holds_the_same(warehouse, days[2])
 
     # correct day 2 (one event's outcome changes, one MA record becomes a value reject)
     # after day 3 was built, then land day 4 and build it incrementally
@@ -71,11 +99,19 @@ def test_incremental_staging_equals_a_full_rebuild_after_a_correction(warehouse,
         record = next(csv.DictReader(fh))
     key = {"ma_file_name": record["ma_file_name"], "ma_record_no": record["ma_record_no"]}
     edit_rows(second, "migration_authorisations", key, {"ma_status": "PENDING"})
+    # day 4 also brings a failure of an attempt completed before: a new version that ends the old one
+    with psycopg.connect(warehouse) as conn:
+        (completed,) = conn.execute(
+            "select min(attempt_id) from intermediate.int_attempt_completion_versions where valid_to is null"
+        ).fetchone()
+    fourth = landing / str(days[3])
+    with open(fourth / "migration_events.csv", "a", newline="") as fh:
+        fh.write(f"EV-EXTRA-1,{completed},DEVICE_TESTING,31,FAIL,DTP01,{days[3]}T12:00:00Z\n")
+    refresh_manifest(fourth)
     run_cli("land", "--landing", str(landing), "--date", str(days[1]), check=True)
     run_cli("land", "--landing", str(landing), "--date", str(days[3]), check=True)
-    # the model may fail the gate later (the edit breaks the event sequence); staging is what is tested here
-    run_cli("dbt", "run", "--select", "staging", "--vars", f"{{report_date: '{days[3]}'}}", check=True)
-    incremental = _fingerprints(warehouse)
+    # the model may fail the gate later (the edit breaks the event sequence); the layers are what is tested here
+    _run_layers(days[3])
 
     with psycopg.connect(warehouse) as conn:
         assert conn.execute(
@@ -85,16 +121,34 @@ def test_incremental_staging_equals_a_full_rebuild_after_a_correction(warehouse,
         assert conn.execute(
             "select count(*) from staging.stg_dcc__rejects where raw_record ->> 'ma_status' = 'PENDING'"
         ).fetchone() == (1,)
+        attempt_failed = conn.execute(
+            "select v.valid_from, v.completion_status from intermediate.int_attempt_completion_versions v "
+            "join staging.stg_dcc__migration_events e on e.attempt_id = v.attempt_id "
+            "where e.event_id = %s and v.valid_to is null",
+            (event_id,),
+        ).fetchall()
         logged = conn.execute(
             "select count(distinct model_name), count(*) from staging.delivery_log l join raw.drop_ledger d "
             "on d.drop_date = l.drop_date and d.landed_at = l.landed_at and d.superseded_at is null"
         ).fetchone()
-    assert logged == (len(STAGING), len(STAGING) * 4)
-    assert incremental != before
+        ended = conn.execute(
+            "select valid_from, valid_to from intermediate.int_attempt_completion_versions "
+            "where attempt_id = %s order by valid_from",
+            (completed,),
+        ).fetchall()
+    assert attempt_failed and {status for _, status in attempt_failed} == {"Failure"}
+    assert len(ended) >= 2 and ended[-2][1] == days[3] and ended[-1] == (days[3], None), ended
+    models = len(STAGING) + len(HISTORY)
+    assert logged == (models, models * 4)
+    corrected = _assert_full_rebuild_holds_the_same(warehouse, days[3])
+    assert corrected != before
 
-    full = ("dbt", "run", "--select", "staging", "--full-refresh", "--vars", f"{{report_date: '{days[3]}'}}")
-    run_cli(*full, check=True)
-    assert _fingerprints(warehouse) == incremental
+    # the latest drop delivered again without its events: its rows are replaced (versions
+    # it ended are current again), the rest kept
+    edit_rows(fourth, "migration_events", {}, None)
+    run_cli("land", "--landing", str(landing), "--date", str(days[3]), check=True)
+    _run_layers(days[3])
+    assert _assert_full_rebuild_holds_the_same(warehouse, days[3]) != corrected
 
 
 def test_the_dbt_landing_lock_is_the_landers():

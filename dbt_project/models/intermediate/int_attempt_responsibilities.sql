@@ -2,10 +2,23 @@
     Responsibility is fixed at scheduled_at by the installation version in force then:
     one DUAL row when the electricity and gas suppliers are the same party, otherwise
     one ELEC row (MPAN only) and/or one GAS row (MPRN only), so a party never sees
-    another party's MPxN. Only attempts scheduled before the end of the report date. -#}
+    another party's MPxN.
+    A history model (macros/incremental_history.sql): every landed attempt, whatever the
+    report date; a reader as at end of D takes scheduled_at before the end of D. A run
+    computes the attempts of the drops from its rebuild-from date on (an installation
+    version lies in the drop of its effective_from, so a drop cannot change the
+    responsibility of an attempt scheduled before it). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    indexes=[{'columns': ['attempt_id']}, {'columns': ['_drop_date']}],
+    pre_hook="{{ begin_history_increment('_drop_date') }}",
+    post_hook="{{ end_history_increment() }}",
+) }}
+
 with attempts as (
     select * from {{ ref('stg_dcc__migration_attempts') }}
-    where scheduled_at < {{ report_day_end() }}
+    where {{ in_history_increment('_drop_date') }}
 ),
 
 installations as (
@@ -20,6 +33,7 @@ attempt_installation as (
         attempts.party_id as requesting_party_id,
         attempts.scheduled_at,
         attempts.scheduled_for,
+        attempts._drop_date,
         installations.cohort,
         installations.group_id,
         installations.mpan,
@@ -50,7 +64,8 @@ select
     attempt_installation.group_id,
     attempt_installation.requesting_party_id,
     attempt_installation.scheduled_at,
-    attempt_installation.scheduled_for
+    attempt_installation.scheduled_for,
+    attempt_installation._drop_date
 from attempt_installation
 inner join responsibilities
     on attempt_installation.attempt_id = responsibilities.attempt_id

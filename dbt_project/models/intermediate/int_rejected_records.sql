@@ -2,9 +2,22 @@
     (stg_dcc__rejects) or a valid record whose references do not resolve (an attempt
     with no installation version at scheduled_at, an event or COF record for an unknown
     attempt). Nothing is dropped silently: the gate blocks every report date whose drops
-    hold any of these, naming them. -#}
+    hold any of these, naming them.
+    A history model (macros/incremental_history.sql): a run checks the records of the
+    drops from its rebuild-from date on, against everything landed. A reference that a
+    later drop resolves (an event delivered a day before its attempt) stays rejected
+    until a correction rebuilds the model: as at the event's drop it was unresolved. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    indexes=[{'columns': ['_drop_date']}],
+    pre_hook="{{ begin_history_increment('_drop_date') }}",
+    post_hook="{{ end_history_increment() }}",
+) }}
+
 with value_rejects as (
     select * from {{ ref('stg_dcc__rejects') }}
+    where {{ in_history_increment('_drop_date') }}
 ),
 
 attempts as (
@@ -32,13 +45,15 @@ attempts_without_installation as (
         'installation ' || attempts.installation_id || ' has no version at scheduled_at '
         || attempts.scheduled_at::text as reject_reason
     from attempts
-    where not exists (
-        select 1 from installations
-        where
-            installations.installation_id = attempts.installation_id
-            and installations.valid_from <= attempts.scheduled_at
-            and (installations.valid_to is null or attempts.scheduled_at < installations.valid_to)
-    )
+    where
+        {{ in_history_increment('attempts._drop_date') }}
+        and not exists (
+            select 1 from installations
+            where
+                installations.installation_id = attempts.installation_id
+                and installations.valid_from <= attempts.scheduled_at
+                and (installations.valid_to is null or attempts.scheduled_at < installations.valid_to)
+        )
 ),
 
 events_without_attempt as (
@@ -49,10 +64,12 @@ events_without_attempt as (
         events._row_number,
         'attempt_id ' || events.attempt_id || ' is not a known attempt' as reject_reason
     from events
-    where not exists (
-        select 1 from attempts
-        where attempts.attempt_id = events.attempt_id
-    )
+    where
+        {{ in_history_increment('events._drop_date') }}
+        and not exists (
+            select 1 from attempts
+            where attempts.attempt_id = events.attempt_id
+        )
 ),
 
 cofs_without_attempt as (
@@ -63,10 +80,12 @@ cofs_without_attempt as (
         cof_records._row_number,
         'attempt_id ' || cof_records.attempt_id || ' is not a known attempt' as reject_reason
     from cof_records
-    where not exists (
-        select 1 from attempts
-        where attempts.attempt_id = cof_records.attempt_id
-    )
+    where
+        {{ in_history_increment('cof_records._drop_date') }}
+        and not exists (
+            select 1 from attempts
+            where attempts.attempt_id = cof_records.attempt_id
+        )
 ),
 
 unresolved as (

@@ -22,7 +22,7 @@ counted as (
         0 as cumulative_succeeded,
         0 as cumulative_failed
     from responsibilities
-    where scheduled_for = {{ report_date() }}
+    where scheduled_for = {{ report_date() }} and scheduled_at < {{ report_day_end() }}
 
     union all
 
