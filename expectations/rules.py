@@ -99,15 +99,32 @@ order by party_id, installation_id, attempt_no
             "report date is a Failure row of 006 for each responsible party [seed 4.4.2]"
         ),
         sql="""
-with failure_times as (
-    select attempt_id, event_ts as failed_at from staging.stg_dcc__migration_events where outcome = 'FAIL'
-    union all
-    select attempt_id, generated_at from staging.stg_dcc__cof_records where response = 'FAILURE'
+with day as (
+    select ({report_date}::timestamp at time zone 'Europe/London') as day_start,
+        (({report_date} + 1)::timestamp at time zone 'Europe/London') as day_end
 ),
+-- failures timed in D; staging holds a record only in the drop of its own local day (the
+-- first drop also carries earlier ones), so they are all in drop D: found by its index
+failures_in_d as (
+    select e.attempt_id from staging.stg_dcc__migration_events as e, day
+    where e._drop_date = {report_date} and e.outcome = 'FAIL'
+      and e.event_ts >= day.day_start and e.event_ts < day.day_end
+    union
+    select c.attempt_id from staging.stg_dcc__cof_records as c, day
+    where c._drop_date = {report_date} and c.response = 'FAILURE'
+      and c.generated_at >= day.day_start and c.generated_at < day.day_end
+),
+-- ... and the attempt's first failure: none before D, looked up per attempt
 failed_on_d as (
-    select attempt_id from failure_times
-    group by attempt_id
-    having (min(failed_at) at time zone 'Europe/London')::date = {report_date}
+    select f.attempt_id from failures_in_d as f, day
+    where not exists (
+        select 1 from staging.stg_dcc__migration_events as e
+        where e.attempt_id = f.attempt_id and e.outcome = 'FAIL' and e.event_ts < day.day_start
+    )
+      and not exists (
+        select 1 from staging.stg_dcc__cof_records as c
+        where c.attempt_id = f.attempt_id and c.response = 'FAILURE' and c.generated_at < day.day_start
+    )
 ),
 expected as (
     select r.party_id, r.installation_id, r.attempt_no

@@ -39,15 +39,15 @@
     ],
 ) }}
 
-with responsibilities as (
+with responsibilities as not materialized (
     select * from {{ ref('int_attempt_responsibilities') }}
 ),
 
-events as (
+events as not materialized (
     select * from {{ ref('stg_dcc__migration_events') }}
 ),
 
-cof_records as (
+cof_records as not materialized (
     select * from {{ ref('stg_dcc__cof_records') }}
 ),
 
@@ -86,6 +86,7 @@ touched_events as (
         on
             touches.attempt_id = events.attempt_id
             and touches.valid_from >= events._drop_date
+    where {{ among_history_keys('events.attempt_id', 'select touched.attempt_id from touches as touched') }}
 ),
 
 touched_cof_records as (
@@ -97,6 +98,7 @@ touched_cof_records as (
         on
             touches.attempt_id = cof_records.attempt_id
             and touches.valid_from >= cof_records._drop_date
+    where {{ among_history_keys('cof_records.attempt_id', 'select touched.attempt_id from touches as touched') }}
 ),
 
 failures as (
@@ -174,6 +176,9 @@ attempt_parties as (
         on
             touches.attempt_id = responsibilities.attempt_id
             and touches.valid_from >= responsibilities._drop_date
+            and {{ among_history_keys(
+                'responsibilities.attempt_id', 'select touched.attempt_id from touches as touched'
+            ) }}
     left join party_success_cofs
         on
             responsibilities.attempt_id = party_success_cofs.attempt_id

@@ -20,19 +20,19 @@ with value_rejects as (
     where {{ in_history_increment('_drop_date') }}
 ),
 
-attempts as (
+attempts as not materialized (
     select * from {{ ref('stg_dcc__migration_attempts') }}
 ),
 
-installations as (
+installations as not materialized (
     select * from {{ ref('stg_dcc__installations') }}
 ),
 
-events as (
+events as not materialized (
     select * from {{ ref('stg_dcc__migration_events') }}
 ),
 
-cof_records as (
+cof_records as not materialized (
     select * from {{ ref('stg_dcc__cof_records') }}
 ),
 
