@@ -55,13 +55,16 @@ class LandResult:
         return f"drop {self.drop_date}: {self.status} ({total} rows, delivery {self.delivery_sha256[:12]})"
 
 
-def raw_ddl() -> list[sql.Composable]:
-    """Idempotent DDL for the raw layer: every contract column as text plus lineage."""
-    stmts: list[sql.Composable] = [
-        sql.SQL("create schema if not exists raw"),
-        sql.SQL("create sequence if not exists raw.row_number_seq"),
-        sql.SQL(
-            """create table if not exists raw.drop_ledger (
+def _raw_objects() -> list[tuple[str | None, sql.Composable]]:
+    """The raw layer as (relation created, idempotent DDL) pairs, one list so that the
+    DDL and the relations checked for it cannot drift apart (None: not a relation)."""
+    objects: list[tuple[str | None, sql.Composable]] = [
+        (None, sql.SQL("create schema if not exists raw")),
+        ("raw.row_number_seq", sql.SQL("create sequence if not exists raw.row_number_seq")),
+        (
+            "raw.drop_ledger",
+            sql.SQL(
+                """create table if not exists raw.drop_ledger (
                 drop_date date not null,
                 delivery_sha256 text not null,
                 manifest jsonb not null,
@@ -69,6 +72,7 @@ def raw_ddl() -> list[sql.Composable]:
                 landed_at timestamptz not null default now(),
                 superseded_at timestamptz,
                 primary key (drop_date, landed_at))"""
+            ),
         ),
     ]
     for ex in EXTRACTS:
@@ -81,21 +85,27 @@ def raw_ddl() -> list[sql.Composable]:
             sql.SQL("_landed_at timestamptz not null default now()"),
         ]
         table = sql.Identifier("raw", ex.name)
-        stmts.append(sql.SQL("create table if not exists {} ({})").format(table, sql.SQL(", ").join(cols)))
-        stmts.append(
-            sql.SQL("create index if not exists {} on {} (_drop_date)").format(
-                sql.Identifier(f"{ex.name}__drop_date"), table
+        index = f"{ex.name}__drop_date"
+        objects.append(
+            (f"raw.{ex.name}", sql.SQL("create table if not exists {} ({})").format(table, sql.SQL(", ").join(cols)))
+        )
+        objects.append(
+            (
+                f"raw.{index}",
+                sql.SQL("create index if not exists {} on {} (_drop_date)").format(sql.Identifier(index), table),
             )
         )
-    return stmts
+    return objects
+
+
+def raw_ddl() -> list[sql.Composable]:
+    """Idempotent DDL for the raw layer: every contract column as text plus lineage."""
+    return [stmt for _, stmt in _raw_objects()]
 
 
 def raw_relations() -> list[str]:
     """Every relation raw_ddl() creates."""
-    names = ["raw.row_number_seq", "raw.drop_ledger"]
-    for ex in EXTRACTS:
-        names += [f"raw.{ex.name}", f"raw.{ex.name}__drop_date"]
-    return names
+    return [name for name, _ in _raw_objects() if name is not None]
 
 
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
