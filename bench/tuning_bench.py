@@ -6,9 +6,10 @@ folder, or a bench-only variant of one function).
 Parts (`--only P2,P4` runs a subset; P = profile, not a target):
 
 * P1 growth: run_direct for day k on top of k-1 landed drops (and one catch-up build of
-  day k-1), k = 2, 8, 16, last: as is, with the design before tuning (staging and
-  intermediate as views) and with enable_nestloop off, so the growth behind B2 is
-  visible (each run capped).
+  day k-1), k = 2, 8, 16, last: as is, with staging and intermediate as views (the
+  design before tuning, except that the history models keep the incremental config
+  their own files set: a model's config wins over dbt_project.yml) and with
+  enable_nestloop off, so the growth behind B2 is visible (each run capped).
 * P2 plans: the slowest dbt nodes of an as-is build of day 8, each EXPLAIN ANALYZEd
   with and without nested loops: the misestimated nested loops are the cost.
 * P3 dbt threads (S1MIG_DBT_THREADS 1, 2, 4) for the day-2 build.
@@ -202,6 +203,7 @@ def run(root: Path, server: Server, report: Report, scale: Any, start: dt.date, 
     world = daily_bench.prepare(root, server, start, scale.days, scale.installations, scale.daily_volume, scale.run_cap)
     cap = max(scale.b2_cap, 900.0)
     # the design before docs/performance.md's tuning: staging and intermediate as views
+    # (the history models' own config() keeps them incremental tables)
     views = _variant_project(
         root,
         "views",
