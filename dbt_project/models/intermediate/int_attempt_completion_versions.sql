@@ -24,6 +24,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    on_schema_change='fail',
     indexes=[
         {'columns': ['attempt_id', 'party_id']},
         {'columns': ['completed_on']},

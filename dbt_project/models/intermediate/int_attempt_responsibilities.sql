@@ -11,6 +11,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    on_schema_change='fail',
     indexes=[{'columns': ['attempt_id']}, {'columns': ['_drop_date']}],
     pre_hook="{{ begin_history_increment('_drop_date') }}",
     post_hook="{{ end_history_increment() }}",
