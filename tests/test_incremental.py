@@ -35,6 +35,7 @@ HISTORY = (
     "intermediate.int_attempt_responsibilities",
     "intermediate.int_attempt_completion_versions",
     "intermediate.int_rejected_records",
+    "intermediate.int_installation_status_versions",
 )
 TABLES = tuple(f"staging.{name}" for name in STAGING) + HISTORY
 

@@ -111,11 +111,11 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- int_attempt_completion_versions' valid_to, kept right around a run's versions.
-    Pre-hook (after the delete): a version whose successor was deleted is current
-    again until the run says otherwise. Post-hook: the version before a run's first
-    version of the same attempt and party ends where that one starts. -#}
-{% macro reopen_completion_versions() -%}
+{#- valid_to of a versions model (one version per key per drop date valid_from), kept
+    right around a run's versions. Pre-hook (after the delete): a version whose
+    successor was deleted is current again until the run says otherwise. Post-hook: the
+    version before a run's first version of the same key ends where that one starts. -#}
+{% macro reopen_versions() -%}
     {%- if is_incremental() -%}
         update {{ this }} set valid_to = null where {{ in_history_increment('valid_to') }}
     {%- else -%}
@@ -123,20 +123,21 @@
     {%- endif -%}
 {%- endmacro %}
 
-{% macro close_completion_versions() -%}
+{% macro close_versions(keys) -%}
     {%- if is_incremental() -%}
         update {{ this }} as earlier
         set valid_to = later.first_valid_from
         from (
-            select attempt_id, party_id, min(valid_from) as first_valid_from
+            select {{ keys | join(', ') }}, min(valid_from) as first_valid_from
             from {{ this }}
             where {{ in_history_increment('valid_from') }}
-            group by attempt_id, party_id
+            group by {{ keys | join(', ') }}
         ) as later
         where
-            earlier.attempt_id = later.attempt_id
-            and earlier.party_id = later.party_id
-            and earlier.valid_from < later.first_valid_from
+            {% for key in keys -%}
+                earlier.{{ key }} = later.{{ key }} and
+            {% endfor -%}
+            earlier.valid_from < later.first_valid_from
             and earlier.valid_to is null
     {%- else -%}
         select 1

@@ -32,10 +32,10 @@
     ],
     pre_hook=[
         "{{ begin_history_increment('valid_from') }}",
-        "{{ reopen_completion_versions() }}",
+        "{{ reopen_versions() }}",
     ],
     post_hook=[
-        "{{ close_completion_versions() }}",
+        "{{ close_versions(['attempt_id', 'party_id']) }}",
         "{{ end_history_increment() }}",
     ],
 ) }}
