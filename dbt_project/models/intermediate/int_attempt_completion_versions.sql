@@ -31,6 +31,7 @@
         {'columns': ['valid_from']},
     ],
     pre_hook=[
+        "{{ plan_without_nested_loops() }}",
         "{{ begin_history_increment('valid_from') }}",
         "{{ reopen_versions() }}",
     ],

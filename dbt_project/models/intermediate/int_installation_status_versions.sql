@@ -25,6 +25,7 @@
     on_schema_change='fail',
     indexes=[{'columns': ['installation_id']}, {'columns': ['valid_from']}],
     pre_hook=[
+        "{{ plan_without_nested_loops() }}",
         "{{ begin_history_increment('valid_from') }}",
         "{{ reopen_versions() }}",
     ],
