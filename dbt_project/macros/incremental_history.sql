@@ -152,3 +152,18 @@
         select 1
     {%- endif -%}
 {%- endmacro %}
+
+{#- The hooks of a versions model (one version per key per drop date valid_from):
+    pre-hook: plan without nested loops, delete the versions from F on, reopen the
+    versions they ended; post-hook: end the versions the run's first versions follow,
+    log the deliveries. -#}
+{% macro begin_versions_increment() -%}
+    {{ plan_without_nested_loops() }};
+    {{ begin_history_increment('valid_from') }};
+    {{ reopen_versions() }}
+{%- endmacro %}
+
+{% macro end_versions_increment(keys) -%}
+    {{ close_versions(keys) }};
+    {{ end_history_increment() }}
+{%- endmacro %}

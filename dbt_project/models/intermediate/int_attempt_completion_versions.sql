@@ -30,15 +30,8 @@
         {'columns': ['completed_on']},
         {'columns': ['valid_from']},
     ],
-    pre_hook=[
-        "{{ plan_without_nested_loops() }}",
-        "{{ begin_history_increment('valid_from') }}",
-        "{{ reopen_versions() }}",
-    ],
-    post_hook=[
-        "{{ close_versions(['attempt_id', 'party_id']) }}",
-        "{{ end_history_increment() }}",
-    ],
+    pre_hook="{{ begin_versions_increment() }}",
+    post_hook="{{ end_versions_increment(['attempt_id', 'party_id']) }}",
 ) }}
 
 with responsibilities as not materialized (

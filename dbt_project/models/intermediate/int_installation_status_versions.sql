@@ -24,15 +24,8 @@
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['installation_id']}, {'columns': ['valid_from']}],
-    pre_hook=[
-        "{{ plan_without_nested_loops() }}",
-        "{{ begin_history_increment('valid_from') }}",
-        "{{ reopen_versions() }}",
-    ],
-    post_hook=[
-        "{{ close_versions(['installation_id']) }}",
-        "{{ end_history_increment() }}",
-    ],
+    pre_hook="{{ begin_versions_increment() }}",
+    post_hook="{{ end_versions_increment(['installation_id']) }}",
 ) }}
 
 with attempts as not materialized (
