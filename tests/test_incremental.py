@@ -100,6 +100,14 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
         record = next(csv.DictReader(fh))
     key = {"ma_file_name": record["ma_file_name"], "ma_record_no": record["ma_record_no"]}
     edit_rows(second, "migration_authorisations", key, {"ma_status": "PENDING"})
+    # ... and gains a version of an installation that has another version in day 3: the base
+    # version must now end on day 2, the new one where day 3's starts
+    with open(landing / str(days[2]) / "installations.csv", newline="") as fh:
+        changed = next(csv.DictReader(fh))
+    inserted = {**changed, "effective_from": f"{days[1]}T10:00:00Z"}
+    with open(second / "installations.csv", "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=list(inserted), lineterminator="\n").writerow(inserted)
+    refresh_manifest(second)
     # day 4 also brings a failure of an attempt completed before: a new version that ends the old one
     with psycopg.connect(warehouse) as conn:
         (completed,) = conn.execute(
@@ -137,19 +145,36 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
             "where attempt_id = %s order by valid_from",
             (completed,),
         ).fetchall()
+        installation_versions = _installation_versions(conn, changed["installation_id"])
     assert attempt_failed and {status for _, status in attempt_failed} == {"Failure"}
     assert len(ended) >= 2 and ended[-2][1] == days[3] and ended[-1] == (days[3], None), ended
+    day2_from = dt.datetime(days[1].year, days[1].month, days[1].day, 10, tzinfo=dt.UTC)
+    day3_from = dt.datetime.fromisoformat(changed["effective_from"])
+    assert [to for _, to in installation_versions] == [day2_from, day3_from, None], installation_versions
     models = len(STAGING) + len(HISTORY)
     assert logged == (models, models * 4)
     corrected = _assert_full_rebuild_holds_the_same(warehouse, days[3])
     assert corrected != before
 
-    # the latest drop delivered again without its events: its rows are replaced (versions
-    # it ended are current again), the rest kept
+    # the latest drop delivered again without its events and installation versions: its
+    # rows are replaced (versions it ended are current again), the rest kept
+    with open(fourth / "installations.csv", newline="") as fh:
+        dropped = next(csv.DictReader(fh))["installation_id"]
     edit_rows(fourth, "migration_events", {}, None)
+    edit_rows(fourth, "installations", {}, None)
     run_cli("land", "--landing", str(landing), "--date", str(days[3]), check=True)
     _run_layers(days[3])
+    with psycopg.connect(warehouse) as conn:
+        assert [to for _, to in _installation_versions(conn, dropped)] == [None]
     assert _assert_full_rebuild_holds_the_same(warehouse, days[3]) != corrected
+
+
+def _installation_versions(conn: psycopg.Connection, installation_id: str) -> list[tuple]:
+    return conn.execute(
+        "select valid_from, valid_to from staging.stg_dcc__installations "
+        "where installation_id = %s order by valid_from",
+        (installation_id,),
+    ).fetchall()
 
 
 def test_the_dbt_landing_lock_is_the_landers():

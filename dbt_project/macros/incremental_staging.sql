@@ -70,15 +70,63 @@
 {% macro begin_delivery_increment() -%}
     select pg_advisory_xact_lock_shared({{ landing_lock_id() }});
     {% if is_incremental() -%}
+        {%- if config.get('versions_key') %}
+        {{ note_replaced_version_keys() }};
+        {%- endif %}
         delete from {{ this }} where {{ in_pending_drops() }};
     {%- endif %}
 {%- endmacro %}
 
 {% macro end_delivery_increment(upstream=none) -%}
+    {%- if upstream is none and config.get('versions_key') and is_incremental() %}
+    {{ recompute_valid_to() }};
+    {%- endif %}
     delete from {{ delivery_log() }} where model_name = '{{ this.identifier }}';
     insert into {{ delivery_log() }} (model_name, drop_date, landed_at)
     select '{{ this.identifier }}', available.drop_date, available.landed_at
     from {{ available_deliveries(upstream) }} as available
+{%- endmacro %}
+
+{#- A versioned staging model (config `versions_key`: stg_dcc__installations, versions of
+    an installation_id) carries valid_from = effective_from and valid_to = the next
+    version's effective_from of the same key (NULL = current). Its SQL computes valid_to
+    within the drops it types, which is the whole table on a full build. An incremental
+    run can also change the valid_to of versions it keeps: a new version ends the one
+    before it, and a corrected drop that lost a version makes the one before it end
+    elsewhere or become current again. So the pre-hook notes the keys of the rows it is
+    about to replace (a temporary table, dropped at commit) and the post-hook recomputes
+    valid_to over every version of those keys and of the run's new rows: work that
+    follows the delivery's keys through the (key, effective_from) index, not the
+    population. -#}
+{% macro replaced_version_keys() -%}{{ this.identifier }}__replaced_keys{%- endmacro %}
+
+{% macro note_replaced_version_keys() -%}
+    create temporary table {{ replaced_version_keys() }} on commit drop as
+    select distinct {{ config.get('versions_key') }} as version_key
+    from {{ this }}
+    where {{ in_pending_drops() }}
+{%- endmacro %}
+
+{% macro recompute_valid_to() -%}
+    {%- set key = config.get('versions_key') -%}
+    update {{ this }} as versions
+    set valid_to = recomputed.valid_to
+    from (
+        select
+            {{ key }},
+            effective_from,
+            lead(effective_from) over (partition by {{ key }} order by effective_from) as valid_to
+        from {{ this }}
+        where {{ key }} = any(array(
+            select version_key from {{ replaced_version_keys() }}
+            union
+            select {{ key }} from {{ this }} where {{ in_pending_drops() }}
+        ))
+    ) as recomputed
+    where
+        versions.{{ key }} = recomputed.{{ key }}
+        and versions.effective_from = recomputed.effective_from
+        and versions.valid_to is distinct from recomputed.valid_to
 {%- endmacro %}
 
 {#- on-run-start: the log's table (idempotent, before any model runs). -#}

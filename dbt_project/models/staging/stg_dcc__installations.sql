@@ -1,4 +1,11 @@
-{{ config(materialized='table', indexes=[{'columns': ['installation_id', 'effective_from']}]) }}
+{#- Versions of an installation (first drop = the full base, then deltas). valid_to is
+    the next version's effective_from; across deliveries it is kept by the staging hooks
+    (versions_key, macros/incremental_staging.sql), so a daily run types only the day's
+    delta instead of the whole population. -#}
+{{ config(
+    versions_key='installation_id',
+    indexes=[{'columns': ['installation_id', 'effective_from']}, {'columns': ['_drop_date']}],
+) }}
 
 with source as (
     select * from {{ source('raw', 'installations') }}
