@@ -69,10 +69,10 @@
 
 {% macro begin_delivery_increment() -%}
     select pg_advisory_xact_lock_shared({{ landing_lock_id() }});
-    {% if is_incremental() -%}
-        {%- if config.get('versions_key') %}
+    {% if config.get('versions_key') -%}
         {{ note_replaced_version_keys() }};
-        {%- endif %}
+    {%- endif %}
+    {% if is_incremental() -%}
         delete from {{ this }} where {{ in_pending_drops() }};
     {%- endif %}
 {%- endmacro %}
@@ -97,14 +97,21 @@
     about to replace (a temporary table, dropped at commit) and the post-hook recomputes
     valid_to over every version of those keys and of the run's new rows: work that
     follows the delivery's keys through the (key, effective_from) index, not the
-    population. -#}
+    population. The table is created on every run, empty when the pre-hook finds no
+    incremental table: a model that replaces a view of an older release is not
+    incremental to its pre-hook but is to its post-hook, which then recomputes from the
+    new rows alone, all of them. -#}
 {% macro replaced_version_keys() -%}{{ this.identifier }}__replaced_keys{%- endmacro %}
 
 {% macro note_replaced_version_keys() -%}
+    {%- if is_incremental() -%}
     create temporary table {{ replaced_version_keys() }} on commit drop as
-    select distinct {{ config.get('versions_key') }} as version_key
+    select distinct {{ config.get('versions_key') }}::text as version_key
     from {{ this }}
     where {{ in_pending_drops() }}
+    {%- else -%}
+    create temporary table {{ replaced_version_keys() }} (version_key text) on commit drop
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro recompute_valid_to() -%}
