@@ -78,7 +78,7 @@
 {%- endmacro %}
 
 {% macro end_delivery_increment(upstream=none) -%}
-    {%- if upstream is none and config.get('versions_key') and is_incremental() %}
+    {%- if config.get('versions_key') and is_incremental() %}
     {{ recompute_valid_to() }};
     {%- endif %}
     delete from {{ delivery_log() }} where model_name = '{{ this.identifier }}';
@@ -101,6 +101,13 @@
     incremental table: a model that replaces a view of an older release is not
     incremental to its pre-hook but is to its post-hook, which then recomputes from the
     new rows alone, all of them. -#}
+{#- valid_to of a staged version: the next version's effective_from of the same key. One
+    definition for the models' SQL (stg_dcc__parties, stg_dcc__installations) and the
+    post-hook that keeps it across deliveries. -#}
+{% macro next_version_from(key) -%}
+    lead(effective_from) over (partition by {{ key }} order by effective_from)
+{%- endmacro %}
+
 {% macro replaced_version_keys() -%}{{ this.identifier }}__replaced_keys{%- endmacro %}
 
 {% macro note_replaced_version_keys() -%}
@@ -122,7 +129,7 @@
         select
             {{ key }},
             effective_from,
-            lead(effective_from) over (partition by {{ key }} order by effective_from) as valid_to
+            {{ next_version_from(key) }} as valid_to
         from {{ this }}
         where {{ key }} = any(array(
             select version_key from {{ replaced_version_keys() }}

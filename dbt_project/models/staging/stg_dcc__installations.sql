@@ -40,5 +40,5 @@ typed as (
 select
     *,
     effective_from as valid_from,
-    lead(effective_from) over (partition by installation_id order by effective_from) as valid_to
+    {{ next_version_from('installation_id') }} as valid_to
 from typed

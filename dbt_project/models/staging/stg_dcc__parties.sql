@@ -29,5 +29,5 @@ typed as (
 select
     *,
     effective_from as valid_from,
-    lead(effective_from) over (partition by party_id order by effective_from) as valid_to
+    {{ next_version_from('party_id') }} as valid_to
 from typed
