@@ -31,7 +31,7 @@ import json
 from datetime import date
 from pathlib import Path
 
-from s1mig.contract import EXTRACTS
+from s1mig.contract import EXTRACTS, EXTRACTS_BY_NAME
 
 D30, D31, D01 = date(2020, 7, 30), date(2020, 7, 31), date(2020, 8, 1)
 SIG_A, SIG_B, SIG_C = "00-00-00-00-00-00-00-A1", "00-00-00-00-00-00-00-B2", "00-00-00-00-00-00-00-C3"
@@ -277,6 +277,24 @@ def refresh_manifest(folder: Path) -> None:
         entry["rows"] = len(list(csv.reader(io.StringIO(text.decode("utf-8"))))) - 1
         entry["sha256"] = hashlib.sha256(data).hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def append_rows(folder: Path, extract: str, rows: list[dict]) -> None:
+    """Add rows at the end of one (plain CSV) extract, keeping the manifest consistent."""
+    path = folder / f"{extract}.csv"
+    buf = io.StringIO()
+    csv.DictWriter(buf, fieldnames=EXTRACTS_BY_NAME[extract].columns, lineterminator="\n").writerows(rows)
+    with path.open("a") as f:
+        f.write(buf.getvalue())
+    refresh_manifest(folder)
+
+
+def line_of(folder: Path, extract: str, match: dict[str, str]) -> int:
+    """The file line of the one row of a (plain CSV) extract matching `match` (line 1 is the header)."""
+    rows = list(csv.DictReader(io.StringIO((folder / f"{extract}.csv").read_text())))
+    lines = [n + 2 for n, r in enumerate(rows) if all(r[k] == v for k, v in match.items())]
+    assert len(lines) == 1, (extract, match, lines)
+    return lines[0]
 
 
 def edit_rows(folder: Path, extract: str, match: dict[str, str], changes: dict[str, str] | None) -> None:

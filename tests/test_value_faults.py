@@ -9,7 +9,7 @@ import shutil
 import psycopg
 import pytest
 from conftest import run_cli
-from drops import D30, I4, I5, MA_A, build_handmade_landing, edit_rows
+from drops import D30, D31, I4, I5, MA_A, append_rows, build_handmade_landing, edit_rows, event, line_of
 from exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
@@ -87,3 +87,56 @@ def test_value_faults_go_to_rejects_block_the_gate_and_a_correction_goes_through
         assert conn.execute("select count(*) from staging.stg_dcc__rejects").fetchone()[0] == 0
         ledger = conn.execute("select count(*), count(superseded_at) from raw.drop_ledger").fetchone()
     assert ledger == (2, 1)
+
+
+def test_a_record_delivered_twice_fails_its_model_naming_both_copies_and_a_correction_goes_through(warehouse, tmp_path):
+    """A key delivered again (in a later drop, or twice in one file) fails the staging
+    model with the file, line and drop of every copy; the drop's rows are not staged
+    (nothing half-loaded), nothing is exported, and the corrected drop goes through."""
+    good = build_handmade_landing(tmp_path / "good")
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    for day in ("2020-07-30", "2020-07-31"):
+        shutil.copytree(good / day, landing / day)
+    run_cli("run", "--landing", str(landing), "--date", "2020-07-30", "--out", str(out), check=True)
+
+    d31 = landing / "2020-07-31"
+    e90 = event("E90", "A4", "COMMISSIONING", 53, "FAIL", "2020-07-31T11:00:00Z", "COM02")
+    append_rows(
+        d31,
+        "migration_events",
+        [
+            event("E20", "A4", "COMMISSIONING", 51, "FAIL", "2020-07-31T10:00:00Z", "COM01"),  # E20 is in 07-30
+            e90,
+            e90,  # the same line twice
+        ],
+    )
+    first_e20 = line_of(landing / "2020-07-30", "migration_events", {"event_id": "E20"})
+    proc = run_cli("run", "--landing", str(landing), "--date", "2020-07-31", "--out", str(out))
+    assert proc.returncode != 0
+    assert "stg_dcc__migration_events: 2 key(s) occur more than once (grain: event_id)" in proc.stderr
+    assert (
+        f"(event_id) = (E20) in migration_events.csv line {first_e20} (drop 2020-07-30)"
+        " and migration_events.csv line 2 (drop 2020-07-31)" in proc.stderr
+    )
+    assert (
+        "(event_id) = (E90) in migration_events.csv line 3 (drop 2020-07-31)"
+        " and migration_events.csv line 4 (drop 2020-07-31)" in proc.stderr
+    )
+    assert not (out / "2020-07-31").exists()
+    with psycopg.connect(warehouse) as conn:
+        staged = conn.execute(
+            "select _drop_date, count(*) from staging.stg_dcc__migration_events group by 1 order by 1"
+        ).fetchall()
+        assert [d for d, _ in staged] == [D30]  # the failed delivery left nothing behind
+
+    # the corrected re-delivery: E90 once, and its own id for the 07-31 event
+    edit_rows(d31, "migration_events", {"event_id": "E90"}, None)
+    append_rows(d31, "migration_events", [e90])
+    edit_rows(d31, "migration_events", {"event_id": "E20"}, {"event_id": "E91"})
+    run_cli("run", "--landing", str(landing), "--date", "2020-07-31", "--out", str(out), check=True)
+    assert_exports_match_reference(landing, out, D31)
+    with psycopg.connect(warehouse) as conn:
+        staged = conn.execute(
+            "select event_id from staging.stg_dcc__migration_events where _drop_date = %s order by 1", (D31,)
+        ).fetchall()
+    assert staged == [("E90",), ("E91",)]

@@ -110,16 +110,6 @@
     {{ end_delivery_increment(history_upstream()) }}
 {%- endmacro %}
 
-{#- Post-hook of every intermediate model: fresh statistics before the marts read it
-    (nothing to analyze for a view). -#}
-{% macro analyze_if_table() -%}
-    {%- if config.get('materialized') in ('table', 'incremental') -%}
-        analyze {{ this }}
-    {%- else -%}
-        select 1
-    {%- endif -%}
-{%- endmacro %}
-
 {#- valid_to of a versions model (one version per key per drop date valid_from), kept
     right around a run's versions. Pre-hook (after the delete): a version whose
     successor was deleted is current again until the run says otherwise. Post-hook: the
@@ -156,7 +146,8 @@
 {#- The hooks of a versions model (one version per key per drop date valid_from):
     pre-hook: plan without nested loops, delete the versions from F on, reopen the
     versions they ended; post-hook: end the versions the run's first versions follow,
-    log the deliveries. -#}
+    check that the keys of the run's versions have one version per drop date and one
+    current version (macros/increment_checks.sql), log the deliveries. -#}
 {% macro begin_versions_increment() -%}
     {{ plan_without_nested_loops() }};
     {{ begin_history_increment('valid_from') }};
@@ -165,5 +156,7 @@
 
 {% macro end_versions_increment(keys) -%}
     {{ close_versions(keys) }};
+    {{ assert_unique_in_increment(keys + ['valid_from'], in_history_increment('valid_from')) }};
+    {{ assert_unique_in_increment(keys, in_history_increment('valid_from'), where='valid_to is null') }};
     {{ end_history_increment() }}
 {%- endmacro %}

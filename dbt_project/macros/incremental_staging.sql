@@ -8,8 +8,9 @@
     has not logged. Pre-hook: take the landing lock in shared mode (no landing can commit
     until this model's transaction does, so the ledger and raw cannot move under it),
     then delete the model's rows of every pending drop date (an earlier delivery being
-    replaced). Model: the raw rows of the pending drop dates. Post-hooks: the log now says
-    the model holds every current delivery; analyze. All of it is one transaction (dbt runs model
+    replaced). Model: the raw rows of the pending drop dates. Post-hooks: the grain holds
+    for those rows; the log now says the model holds every current delivery; analyze
+    when stale (macros/increment_checks.sql). All of it is one transaction (dbt runs model
     hooks inside the model's transaction), so a failed build leaves the model as it was.
     A full refresh rebuilds from every current delivery. -#}
 
@@ -75,6 +76,18 @@
     {% if is_incremental() -%}
         delete from {{ this }} where {{ in_pending_drops() }};
     {%- endif %}
+{%- endmacro %}
+
+{#- Post-hook of every staging model, before the log: the model's grain (config `grain`,
+    its key, the indexed column first) holds for the rows of the pending drops against
+    everything staged; a record delivered twice fails the model naming the file, line
+    and drop of each copy (macros/increment_checks.sql). -#}
+{% macro assert_delivery_grain() -%}
+    {%- set grain = config.get('grain') -%}
+    {%- if execute and not grain -%}
+        {{ exceptions.raise_compiler_error("staging model " ~ this.identifier ~ " has no config grain (its key)") }}
+    {%- endif -%}
+    {{ assert_unique_in_increment(grain or ['_drop_date'], in_pending_drops(), lineage=true) }}
 {%- endmacro %}
 
 {% macro end_delivery_increment(upstream=none) -%}

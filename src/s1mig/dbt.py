@@ -49,6 +49,8 @@ def run_dbt(args: list[str], url: str | None = None, echo=print) -> None:
     cmd = dbt_command(args)
     log.info("running %s", " ".join(cmd))
     errors: list[str] = []
+    database_errors: list[str] = []
+    in_database_error = False
     with subprocess.Popen(
         cmd, env=dbt_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     ) as proc:
@@ -57,10 +59,19 @@ def run_dbt(args: list[str], url: str | None = None, echo=print) -> None:
             line = _strip_ansi(line.rstrip("\n"))
             if echo:
                 echo(line)
+            message = _message(line)
             if re.search(r"\b(ERROR|FAIL)\b", line) and " of " in line:
-                errors.append(line.split("  ", 1)[-1].strip())
+                errors.append(message)
+            elif message.startswith("Database Error in "):
+                in_database_error = True
+            elif not message:
+                in_database_error = False
+            elif in_database_error and not message.startswith(("compiled code at", "CONTEXT:")):
+                database_errors.append(message)  # the database's message: the problem and where it lies
     if proc.returncode != 0:
         detail = "; ".join(errors[:5]) or f"exit code {proc.returncode}"
+        if database_errors:
+            detail += ": " + " ".join(database_errors[:10])
         raise DbtFailed(f"dbt {' '.join(args[:1])} failed: {detail} (log: {config.home() / 'dbt' / 'logs'})")
 
 
@@ -69,6 +80,12 @@ def build(report_date: dt.date, url: str | None = None, echo=print) -> None:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TIME_PREFIX = re.compile(r"^\d{2}:\d{2}:\d{2}\s+")
+
+
+def _message(line: str) -> str:
+    """A dbt output line without its time prefix and indentation."""
+    return _TIME_PREFIX.sub("", line).strip()
 
 
 def _strip_ansi(text: str) -> str:

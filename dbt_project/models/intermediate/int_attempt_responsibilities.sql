@@ -14,7 +14,10 @@
     on_schema_change='fail',
     indexes=[{'columns': ['attempt_id']}, {'columns': ['_drop_date']}],
     pre_hook="{{ begin_history_increment('_drop_date') }}",
-    post_hook="{{ end_history_increment() }}",
+    post_hook=[
+        "{{ assert_unique_in_increment(['attempt_id', 'party_id'], in_history_increment('_drop_date')) }}",
+        "{{ end_history_increment() }}",
+    ],
 ) }}
 
 with attempts as (

@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['_drop_date']}]) }}
+{{ config(
+    grain=['migration_date', 'party_id', 'allocated_at'],
+    indexes=[{'columns': ['_drop_date']}],
+) }}
 
 with source as (
     select * from {{ source('raw', 'capacity_allocations') }}

@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['attempt_id']}]) }}
+{{ config(
+    grain=['attempt_id', 'cof_file_name'],
+    indexes=[{'columns': ['_drop_date']}, {'columns': ['attempt_id']}],
+) }}
 
 with source as (
     select * from {{ source('raw', 'cof_records') }}

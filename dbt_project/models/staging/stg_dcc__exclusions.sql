@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['installation_id']}]) }}
+{{ config(
+    grain=['installation_id', 'excluded_at'],
+    indexes=[{'columns': ['_drop_date']}, {'columns': ['installation_id']}],
+) }}
 
 with source as (
     select * from {{ source('raw', 'exclusions') }}

@@ -3,6 +3,7 @@
     (versions_key, macros/incremental_staging.sql), so a daily run types only the day's
     delta instead of the whole population. -#}
 {{ config(
+    grain=['installation_id', 'effective_from'],
     versions_key='installation_id',
     indexes=[{'columns': ['installation_id', 'effective_from']}, {'columns': ['_drop_date']}],
 ) }}

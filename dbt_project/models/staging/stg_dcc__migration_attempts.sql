@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['attempt_id']}, {'columns': ['installation_id']}]) }}
+{{ config(
+    grain=['attempt_id'],
+    indexes=[{'columns': ['_drop_date']}, {'columns': ['attempt_id']}, {'columns': ['installation_id']}],
+) }}
 
 with source as (
     select * from {{ source('raw', 'migration_attempts') }}

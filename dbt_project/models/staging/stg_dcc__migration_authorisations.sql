@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['ma_file_name', 'ma_record_no']}]) }}
+{{ config(
+    grain=['ma_file_name', 'ma_record_no'],
+    indexes=[{'columns': ['_drop_date']}, {'columns': ['ma_file_name', 'ma_record_no']}],
+) }}
 
 with source as (
     select * from {{ source('raw', 'migration_authorisations') }}

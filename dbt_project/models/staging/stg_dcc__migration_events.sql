@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['_drop_date']}, {'columns': ['attempt_id']}]) }}
+{{ config(
+    grain=['event_id'],
+    indexes=[{'columns': ['_drop_date']}, {'columns': ['attempt_id']}, {'columns': ['event_id']}],
+) }}
 
 with source as (
     select * from {{ source('raw', 'migration_events') }}

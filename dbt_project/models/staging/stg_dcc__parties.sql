@@ -1,4 +1,7 @@
-{{ config(materialized='table') }}
+{{ config(
+    grain=['party_id', 'effective_from'],
+    materialized='table',
+) }}
 
 with source as (
     select * from {{ source('raw', 'parties') }}

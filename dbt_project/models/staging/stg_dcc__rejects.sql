@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['_drop_date']}]) }}
+{{ config(
+    grain=['_drop_date', 'extract_name', '_row_number'],
+    indexes=[{'columns': ['_drop_date']}],
+) }}
 
 -- noqa: disable=LT02
 {#- Grain: one row per raw record that fails value-level validation (spec section 2),

@@ -1,0 +1,103 @@
+{#- Checks and statistics of the incremental tables (staging and the history models),
+    sized by what a run adds, not by the history the table holds (docs/decisions.md,
+    docs/performance.md). Both run as post-hooks in the model's transaction. -#}
+
+{#- Post-hook: the grain `keys` holds once for every key of the rows this run wrote
+    (`increment`: a WHERE condition on the model's rows; `where`: an extra condition on
+    the rows counted, e.g. the current versions). A duplicate raises an error naming the
+    model, the key and, with `lineage`, the file, line and drop of every copy: the
+    model's transaction rolls back (nothing half-loaded) and a corrected delivery goes
+    through. The first key is looked up through an index whose leading column it is
+    (`= any(array(...))`: one probe per key of the run, not a scan of the history), so
+    it comes first in `keys`. A whole-table test would find the same duplicates, later
+    and at the cost of the whole history on every run. -#}
+{% macro assert_unique_in_increment(keys, increment, where=none, lineage=false) -%}
+    {%- set key_list = keys | join(', ') -%}
+    {%- set grain_text = (key_list ~ (', ' ~ where if where else '')) | replace("'", "''") -%}
+    do $assert_unique$
+    declare
+        found text;
+        found_keys bigint;
+    begin
+        select
+            count(*),
+            string_agg(duplicate, '; ' order by duplicate)
+                filter (where key_rank <= {{ shown_duplicates() }})
+        into found_keys, found
+        from (
+            select
+                format(
+                    '(%s) = (%s)%s',
+                    '{{ key_list }}',
+                    concat_ws(', ', {{ key_list }}),
+                    {%- if lineage %}
+                    ' in ' || string_agg(
+                        format('%s line %s (drop %s)', _file_name, _row_number + 1, _drop_date),
+                        ' and ' order by _drop_date, _file_name, _row_number
+                    )
+                    {%- else %}
+                    format(' %s times', count(*))
+                    {%- endif %}
+                ) as duplicate,
+                row_number() over (order by {{ key_list }}) as key_rank
+            from {{ this }}
+            where
+                {{ keys[0] }} = any(array(
+                    select {{ keys[0] }} from {{ this }} where {{ increment }}
+                ))
+                {%- if where %}
+                and {{ where }}
+                {%- endif %}
+            group by {{ key_list }}
+            having count(*) > 1
+        ) as duplicates;
+        if found_keys > 0 then
+            raise exception '%', format(
+                '{{ this.identifier }}: %s key(s) occur more than once (grain: {{ grain_text }}): %s%s',
+                found_keys,
+                found,
+                case when found_keys > {{ shown_duplicates() }} then '; ...' else '' end
+            )
+            {%- if lineage %}
+            using hint = 'a record is delivered twice; deliver the drop again without the duplicate'
+            {%- endif %};
+        end if;
+    end
+    $assert_unique$
+{%- endmacro %}
+
+{% macro shown_duplicates() -%}5{%- endmacro %}
+
+{#- Post-hook of every table: fresh planner statistics before the next model reads it,
+    when the table is new or this run and the runs since its last analyze changed more
+    than a tenth of its rows (autovacuum's default threshold, applied before the
+    downstream models plan, not a minute later). A daily increment of a long history is
+    a small fraction: analyzing it anyway re-samples up to 30,000 pages of the history
+    every run. Planning is not hurt in between: the new drop dates lie beyond the
+    histogram, and the planner reads a btree-indexed column's actual bounds from the
+    index. -#}
+{% macro analyze_if_stale() -%}
+    {%- if config.get('materialized') in ('table', 'incremental') -%}
+    do $analyze_if_stale$
+    begin
+        if (
+            select
+                tables.reltuples < 0
+                or coalesce(since_analyze.n_mod_since_analyze, 0)
+                + coalesce(this_run.n_tup_ins + this_run.n_tup_upd + this_run.n_tup_del, 0)
+                > {{ stale_fraction() }} * tables.reltuples
+            from pg_class as tables
+            left join pg_stat_user_tables as since_analyze on tables.oid = since_analyze.relid
+            left join pg_stat_xact_user_tables as this_run on tables.oid = this_run.relid
+            where tables.oid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
+        ) then
+            analyze {{ this }};
+        end if;
+    end
+    $analyze_if_stale$
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro stale_fraction() -%}0.1{%- endmacro %}
