@@ -16,6 +16,7 @@ Nothing here touches the repository's own .s1mig/ or any database but the benchm
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -316,12 +317,42 @@ class Home:
 # ----------------------------------------------------------------------------- data
 
 
+# --landing-cache: generated landings are kept there and reused (a full-scale landing
+# takes about 20 minutes to generate), keyed by the generator's parameters and source.
+LANDING_CACHE: Path | None = None
+
+
 def generate(
     out: Path, start: dt.date, days: int, installations: int, daily_volume: float | None, log: Path
-) -> Measured:
+) -> Measured | None:
     """Drops from the product generator (s1mig.generate.generate) in a child process.
     `daily_volume` sets the MA requests a day (the generator's volume knobs); None keeps
-    the generator's own (5% of the base a day, at most 60,000)."""
+    the generator's own (5% of the base a day, at most 60,000). With LANDING_CACHE, `out`
+    becomes a link to the cached landing of the same parameters and generator source,
+    generated first when there is none (None is returned when it was reused)."""
+    if LANDING_CACHE is None:
+        return _generate(out, start, days, installations, daily_volume, log)
+    source = hashlib.sha256()
+    for module in ("generate.py", "contract.py"):
+        source.update((REPO / "src" / "s1mig" / module).read_bytes())
+    key = f"{installations}x{days}-{start}-{daily_volume or 'default'}-{source.hexdigest()[:12]}"
+    cached = LANDING_CACHE / key
+    measured = None
+    if (cached / ".complete").is_file():
+        progress(f"reusing the generated landing {cached}")
+    else:
+        measured = _generate(cached, start, days, installations, daily_volume, log)
+        (cached / ".complete").write_text(key + "\n")
+    if out.is_symlink():
+        out.unlink()
+    shutil.rmtree(out, ignore_errors=True)
+    out.symlink_to(cached, target_is_directory=True)
+    return measured
+
+
+def _generate(
+    out: Path, start: dt.date, days: int, installations: int, daily_volume: float | None, log: Path
+) -> Measured:
     shutil.rmtree(out, ignore_errors=True)
     cmd = child_cmd(
         "generate",

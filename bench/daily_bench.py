@@ -185,7 +185,8 @@ def orchestration(world: World, report: Report, with_airflow: bool = True) -> Da
     return DailyResults(home_d, "b3_direct", direct)
 
 
-def incremental(world: World, report: Report, day2: Measured, cap: float) -> None:
+def incremental(world: World, report: Report, daily: DailyResults, cap: float) -> None:
+    day2 = daily.direct
     last = world.last
     home, url = world.contender("b2_last_day")
     world.land_history("B2 history", home, home.env(url), last)
@@ -216,6 +217,8 @@ def incremental(world: World, report: Report, day2: Measured, cap: float) -> Non
     report.add(Figure("B2", "incremental", m.seconds / day2.seconds, B2_TARGET, details))
     for line in top_dbt_nodes(home):
         report.note(f"where dbt's time went (run_direct, day {world.days}): {line}")
+    for line in dbt_node_growth(daily.direct_home, home):
+        report.note(f"what grew from day 2 to day {world.days}: {line}")
 
 
 def gate(world: World, report: Report, daily: DailyResults) -> None:
@@ -247,6 +250,32 @@ def gate(world: World, report: Report, daily: DailyResults) -> None:
             ],
         )
     )
+
+
+def _node_times(home: Home) -> dict[str, float]:
+    path = home.path / "dbt" / "target" / "run_results.json"
+    if not path.is_file():
+        return {}
+    return {r["unique_id"]: float(r.get("execution_time") or 0) for r in json.loads(path.read_text())["results"]}
+
+
+def dbt_node_growth(before: Home, after: Home, limit: int = 12) -> list[str]:
+    """The dbt nodes whose time grew most between two builds, and the totals per kind."""
+    a, b = _node_times(before), _node_times(after)
+    if not a or not b:
+        return []
+    kinds: dict[str, list[float]] = {}
+    for node in a.keys() | b.keys():
+        total = kinds.setdefault(node.split(".")[0], [0.0, 0.0])
+        total[0] += a.get(node, 0.0)
+        total[1] += b.get(node, 0.0)
+    lines = ["node time by kind: " + ", ".join(f"{k} {v[0]:.1f}s -> {v[1]:.1f}s" for k, v in sorted(kinds.items()))]
+    grown = sorted(a.keys() | b.keys(), key=lambda n: a.get(n, 0.0) - b.get(n, 0.0))
+    for node in grown[:limit]:
+        lines.append(
+            f"{b.get(node, 0.0) - a.get(node, 0.0):+7.2f}s ({a.get(node, 0.0):.2f}s -> {b.get(node, 0.0):.2f}s) {node}"
+        )
+    return lines
 
 
 def top_dbt_nodes(home: Home, limit: int = 8) -> list[str]:

@@ -78,6 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--root", type=Path, default=Path("/tmp/s1mig-bench"), help="work folder (wiped first)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs) at the end")
+    parser.add_argument(
+        "--landing-cache",
+        type=Path,
+        help="keep generated landings in this folder and reuse them (same parameters and generator source)",
+    )
     parser.add_argument("--national", action="store_true", help="B6 only: national scale, per-stage times")
     parser.add_argument("--profile", action="store_true", help="where the time goes, and the tuning proposals")
     parser.add_argument("--national-installations", type=int, default=15_000_000)
@@ -128,7 +133,7 @@ def run_figures(args: argparse.Namespace, root: Path, server: Server, report: Re
         server.drop(daily.direct_db)  # disk: B2 and C1 start from the base again
     if "B2" in only and daily:
         with stage("B2 incremental"):
-            daily_bench.incremental(world, report, daily.direct, scale.b2_cap)
+            daily_bench.incremental(world, report, daily, scale.b2_cap)
     if "C1" in only:
         with stage("C1 cosmos against our dbt_build task"):
             cosmos_bench.run(world, report)
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         Server(root).stop()  # a server left running by an earlier --keep run
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
+    if args.landing_cache:
+        benchlib.LANDING_CACHE = args.landing_cache.resolve()
     started = time.monotonic()
     report = Report()
     server = Server(root)
