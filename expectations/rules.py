@@ -199,23 +199,36 @@ order by party_id
         ),
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
-cof as (
+end_of_d as (select (({report_date} + 1)::timestamp at time zone 'Europe/London') as instant),
+cof_files as (
+    select * from intermediate.int_cof_files
+    where generated_at < (select instant from end_of_d)
+),
+success_rows as (
+    select * from marts.s1mig_001 where report_date = {report_date}
+),
+named_cof as (
+    -- the COF records of the drops holding the files the day's 001 rows name, found
+    -- through int_cof_files: not every COF record of the history
     select * from staging.stg_dcc__cof_records
-    where generated_at < (({report_date} + 1)::timestamp at time zone 'Europe/London')
+    where _drop_date = any(array(
+        select f._drop_date from cof_files as f
+        where f.cof_file_name in (select s.cof_file_name from success_rows as s)
+    ))
+      and generated_at < (select instant from end_of_d)
 ),
 missing_cof as (
     select 'S1MIG-001 ' || m.party_id || '/' || m.installation_id || '/' || m.attempt_no
         || ': no SUCCESS COF ' || coalesce(m.cof_file_name, '(none)') || ' for this party' as record
-    from marts.s1mig_001 as m
-    where m.report_date = {report_date}
-      and not exists (
-        select 1 from cof as c
+    from success_rows as m
+    where not exists (
+        select 1 from named_cof as c
         where c.cof_file_name = m.cof_file_name and c.party_id = m.party_id
           and c.installation_id = m.installation_id and c.response = 'SUCCESS'
       )
 ),
 files as (
-    select distinct party_id, cof_file_name, cof_counter from cof
+    select distinct party_id, cof_file_name, cof_counter from cof_files
 ),
 counters as (
     select party_id, count(*) as files, count(distinct cof_counter) as counters,
@@ -231,7 +244,7 @@ bad_counters as (
 signifiers as (
     select distinct c.party_id, c.cof_file_name, c.cof_counter, c.sec_party_signifier as cof_signifier,
         p.sec_party_signifier as party_signifier
-    from cof as c
+    from cof_files as c
     left join staging.stg_dcc__parties as p
         on p.party_id = c.party_id and p.valid_from <= c.generated_at
         and (p.valid_to is null or c.generated_at < p.valid_to)

@@ -17,53 +17,67 @@ STAGED_EVENT_COLUMNS = (
     "event_id, attempt_id, stage, step_no, outcome, reason_code, event_ts, _drop_date, _file_name, _row_number"
 )
 
-# rule id -> (tampering SQL, SQL that undoes it)
-TAMPERS = {
-    "L1": (  # a record the build found unreportable (the table rule L1 reads)
+# (rule id, tampering SQL, SQL that undoes it): each way of breaking exactly one rule
+TAMPERS = [
+    (
+        "L1",  # a record the build found unreportable (the table rule L1 reads)
         "insert into intermediate.int_rejected_records "
         "(extract_name, _drop_date, _file_name, _row_number, line_no, reject_reason) values "
         "('migration_events', '2020-07-30', 'migration_events.csv', 999, 1000, 'event_ts is not a timestamp')",
         "delete from intermediate.int_rejected_records where _row_number = 999",
     ),
-    "R1": (  # a 006 Success row that 001 does not have (and the other way round)
+    (
+        "R1",  # a 006 Success row that 001 does not have (and the other way round)
         "update marts.s1mig_006 set attempt_no = attempt_no + 10 "
         "where completion_status = 'Success' and installation_id = 'S10000000001' and party_id = 'SUPA01'",
         "update marts.s1mig_006 set attempt_no = attempt_no - 10 "
         "where completion_status = 'Success' and installation_id = 'S10000000001' and party_id = 'SUPA01'",
     ),
-    "R2": (
+    (
+        "R2",
         "update marts.s1mig_006 set completion_reason_code = 'MVF01,DTP01' where completion_reason_code = 'MVF01'",
         "update marts.s1mig_006 set completion_reason_code = 'MVF01' where completion_reason_code = 'MVF01,DTP01'",
     ),
-    "R3": (  # A3 (awaiting at end of 07-30) gets a failure on 07-30 that the marts do not show
+    (
+        "R3",  # A3 (awaiting at end of 07-30) gets a failure on 07-30 that the marts do not show
         f"insert into staging.stg_dcc__migration_events ({STAGED_EVENT_COLUMNS}) values "
         "('E98', 'A3', 'DEVICE_TESTING', 31, 'FAIL', 'DTP01', '2020-07-30T15:00:00Z', "
         "'2020-07-30', 'migration_events.csv', 998)",
         "delete from staging.stg_dcc__migration_events where event_id = 'E98'",
     ),
-    "R4": (
+    (
+        "R4",
         "update marts.s1mig_005 set succeeded = succeeded + 1 where party_id = 'SUPA01' and succeeded > 0",
         "update marts.s1mig_005 set succeeded = succeeded - 1 where party_id = 'SUPA01' and succeeded > 1",
     ),
-    "R5": (
+    (
+        "R5",
         "update marts.s1mig_007 set failures = failures + 1 where party_id = 'SUPB02'",
         "update marts.s1mig_007 set failures = failures - 1 where party_id = 'SUPB02'",
     ),
-    "R6": (
+    (
+        "R6",
         "update marts.s1mig_001 set cof_file_name = cof_file_name || 'X' where party_id = 'SUPB02'",
         "update marts.s1mig_001 set cof_file_name = rtrim(cof_file_name, 'X') where party_id = 'SUPB02'",
     ),
-    "R7": (
+    (  # a gap in SUPB02's COF counters (what R6 reads of every COF file: int_cof_files)
+        "R6",
+        "update intermediate.int_cof_files set cof_counter = cof_counter + 1 where party_id = 'SUPB02'",
+        "update intermediate.int_cof_files set cof_counter = cof_counter - 1 where party_id = 'SUPB02'",
+    ),
+    (
+        "R7",
         "update marts.s1mig_002 set records_received = records_received + 1 where party_id = 'SUPA01'",
         "update marts.s1mig_002 set records_received = records_received - 1 where party_id = 'SUPA01'",
     ),
-    "R8": (
+    (
+        "R8",
         "update marts.s1mig_010 set migrated = migrated + 1, not_yet_attempted = not_yet_attempted - 1 "
         "where party_id = 'SUPA01' and not_yet_attempted > 0",
         "update marts.s1mig_010 set migrated = migrated - 1, not_yet_attempted = not_yet_attempted + 1 "
         "where party_id = 'SUPA01' and migrated > 0 and cohort = 'IOC'",
     ),
-}
+]
 
 
 def _latest_gate(url: str) -> dict[str, tuple[str, int]]:
@@ -82,7 +96,7 @@ def test_each_blocking_rule_stops_the_export(warehouse, tmp_path):
     base = ["run", "--landing", str(landing), "--date", day, "--out", str(out)]
     run_cli(*base, "--skip", "reconciliation_gate,export", check=True)
 
-    for rule_id, (tamper, undo) in TAMPERS.items():
+    for rule_id, tamper, undo in TAMPERS:
         with psycopg.connect(warehouse) as conn:
             conn.execute(tamper)
         proc = run_cli(*base, "--skip", "land,dbt_build")

@@ -36,6 +36,7 @@ HISTORY = (
     "intermediate.int_attempt_completion_versions",
     "intermediate.int_rejected_records",
     "intermediate.int_installation_status_versions",
+    "intermediate.int_cof_files",
 )
 TABLES = tuple(f"staging.{name}" for name in STAGING) + HISTORY
 
