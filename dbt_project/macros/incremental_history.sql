@@ -111,21 +111,12 @@
 {%- endmacro %}
 
 {#- valid_to of a versions model (one version per key per drop date valid_from), kept
-    right around a run's versions. Both statements find the versions they change through
-    the index on the first key, one probe per key of the run's versions: under the
-    versions models' enable_nestloop = off, a join or a filter on valid_to read every
-    version of the history. Pre-hook (before the delete): a version ended by one the run
-    replaces (valid_to >= F) is current again until the run says otherwise. Post-hook:
-    the version before a run's first version of the same key ends where that one starts. -#}
-{% macro reopen_versions(keys) -%}
+    right around a run's versions. Pre-hook (after the delete): a version whose
+    successor was deleted is current again until the run says otherwise. Post-hook: the
+    version before a run's first version of the same key ends where that one starts. -#}
+{% macro reopen_versions() -%}
     {%- if is_incremental() -%}
-        {%- set rebuilt = in_history_increment('valid_from') -%}
-        update {{ this }}
-        set valid_to = null
-        where
-            {{ keys[0] }} = any(array(select {{ keys[0] }} from {{ this }} where {{ rebuilt }}))
-            and not ({{ rebuilt }})
-            and {{ in_history_increment('valid_to') }}
+        update {{ this }} set valid_to = null where {{ in_history_increment('valid_to') }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -133,18 +124,16 @@
 
 {% macro close_versions(keys) -%}
     {%- if is_incremental() -%}
-        {%- set rebuilt = in_history_increment('valid_from') -%}
         update {{ this }} as earlier
         set valid_to = later.first_valid_from
         from (
             select {{ keys | join(', ') }}, min(valid_from) as first_valid_from
             from {{ this }}
-            where {{ rebuilt }}
+            where {{ in_history_increment('valid_from') }}
             group by {{ keys | join(', ') }}
         ) as later
         where
-            earlier.{{ keys[0] }} = any(array(select {{ keys[0] }} from {{ this }} where {{ rebuilt }}))
-            and {% for key in keys -%}
+            {% for key in keys -%}
                 earlier.{{ key }} = later.{{ key }} and
             {% endfor -%}
             earlier.valid_from < later.first_valid_from
@@ -154,16 +143,15 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The hooks of a versions model (one version per key per drop date valid_from; `keys`
-    the version's key, its first column indexed): pre-hook: plan without nested loops,
-    reopen the versions that the versions from F on ended, delete those; post-hook: end
-    the versions the run's first versions follow, check that the keys of the run's
-    versions have one version per drop date and one current version
-    (macros/increment_checks.sql), log the deliveries. -#}
-{% macro begin_versions_increment(keys) -%}
+{#- The hooks of a versions model (one version per key per drop date valid_from):
+    pre-hook: plan without nested loops, delete the versions from F on, reopen the
+    versions they ended; post-hook: end the versions the run's first versions follow,
+    check that the keys of the run's versions have one version per drop date and one
+    current version (macros/increment_checks.sql), log the deliveries. -#}
+{% macro begin_versions_increment() -%}
     {{ plan_without_nested_loops() }};
-    {{ reopen_versions(keys) }};
-    {{ begin_history_increment('valid_from') }}
+    {{ begin_history_increment('valid_from') }};
+    {{ reopen_versions() }}
 {%- endmacro %}
 
 {% macro end_versions_increment(keys) -%}

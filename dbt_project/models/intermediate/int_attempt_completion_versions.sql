@@ -30,7 +30,7 @@
         {'columns': ['completed_on']},
         {'columns': ['valid_from']},
     ],
-    pre_hook="{{ begin_versions_increment(['attempt_id', 'party_id']) }}",
+    pre_hook="{{ begin_versions_increment() }}",
     post_hook="{{ end_versions_increment(['attempt_id', 'party_id']) }}",
 ) }}
 

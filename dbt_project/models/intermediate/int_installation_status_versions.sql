@@ -24,7 +24,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['installation_id']}, {'columns': ['valid_from']}],
-    pre_hook="{{ begin_versions_increment(['installation_id']) }}",
+    pre_hook="{{ begin_versions_increment() }}",
     post_hook="{{ end_versions_increment(['installation_id']) }}",
 ) }}
 
