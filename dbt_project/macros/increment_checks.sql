@@ -51,6 +51,7 @@
             ) as increment_keys
             cross join lateral (
                 select * from {{ this }} as keyed where keyed.{{ keys[0] }} = increment_keys.probe
+                offset 0  -- a fence: flattened into a join, the planner may hash it against the whole table
             ) as candidates
             {%- endif %}
             {%- if where %}
