@@ -156,8 +156,8 @@
     pre-hook: plan without nested loops, delete the versions from F on, reopen the
     versions they ended; post-hook: plan with nested loops again, end the versions the
     run's first versions follow, check that the keys of the run's versions have one
-    version per drop date and one
-    current version (macros/increment_checks.sql), log the deliveries. -#}
+    version per drop date and one current version (macros/increment_checks.sql), log
+    the deliveries. -#}
 {% macro begin_versions_increment() -%}
     {{ plan_without_nested_loops() }};
     {{ begin_history_increment('valid_from') }};
