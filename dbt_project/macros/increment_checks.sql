@@ -12,8 +12,9 @@
     in `keys`. The lookup is a LATERAL subquery fenced with `offset 0`: flattened into a
     join, the planner may hash it against the whole table; with `= any(array(...))` it
     may choose a bitmap scan whose lossy pages compare every row with the whole array
-    (a first build of 15 million keys ran for more than ten minutes). A full build (or
-    an increment of everything) groups the whole table. A whole-table test on every run
+    (a first build of 15 million keys ran for more than ten minutes). A full build, an
+    increment of everything, or a table without that index (a warehouse from before the
+    index was configured, until the model's next full refresh) groups the whole table. A whole-table test on every run
     would find the same duplicates, later and at the cost of the whole history. -#}
 {% macro assert_unique_in_increment(keys, increment, where=none, lineage=false) -%}
     {%- set key_list = keys | join(', ') -%}
@@ -44,7 +45,7 @@
                     {%- endif %}
                 ) as duplicate,
                 row_number() over (order by {{ key_list }}) as key_rank
-            {%- if not is_incremental() or increment | trim == 'true' %}
+            {%- if not is_incremental() or increment | trim == 'true' or not has_leading_index(keys[0]) %}
             from {{ this }} as candidates
             {%- else %}
             from (
@@ -77,6 +78,20 @@
 {%- endmacro %}
 
 {% macro shown_duplicates() -%}5{%- endmacro %}
+
+{#- Whether an index of this model has `column` as its leading column (dbt creates a
+    model's configured indexes only when it builds the table). -#}
+{% macro has_leading_index(column) -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select count(*) from pg_index as i join pg_attribute as a on a.attrelid = i.indrelid"
+        ~ " and a.attnum = i.indkey[0] where i.indrelid = '\"" ~ this.schema ~ "\".\"" ~ this.identifier
+        ~ "\"'::regclass and a.attname = '" ~ column ~ "'"
+    ).columns[0].values()[0] -%}
+    {{ return(found > 0) }}
+{%- endmacro %}
 
 {#- Post-hook of every table: fresh planner statistics before the next model reads it,
     when the table is new or this run and the runs since its last analyze changed more
