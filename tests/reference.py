@@ -1,12 +1,13 @@
 """Test oracle: an independent, pure-Python reference implementation of the MRR spec.
 
 This module computes the EXPECTED rows of the ten S1MIG reports straight from a raw
-landing folder (spec /work/shared/docs/mrr-spec.md, sections 2-5), so tests can check
-the real pipeline (dbt SQL over PostgreSQL) against a second, separately written
-implementation. It must stay independent of the SQL: no database, no dbt, no SQL text,
-no pandas, and no imports from the pipeline other than ``s1mig.contract`` (extract
-columns, time columns and code lists, which are the spec itself). It is written to be
-simple and obviously correct, not fast; test data is at most a few thousand rows.
+landing folder (spec /work/shared/docs/mrr-spec.md, version 1.1, sections 2-5), and the
+late records of warning W2 (section 6), so tests can check the real pipeline (dbt SQL
+over PostgreSQL) against a second, separately written implementation. It must stay
+independent of the SQL: no database, no dbt, no SQL text, no pandas, and no imports from
+the pipeline other than ``s1mig.contract`` (extract columns, time columns and code lists,
+which are the spec itself). It is written to be simple and obviously correct, not fast;
+test data is at most a few thousand rows.
 
 API
     load(landing, through) -> Warehouse      every accepted drop with date <= through
@@ -16,6 +17,8 @@ API
     KEYS[report_id]    -> key columns the rows are sorted by
     expected_files(wh, d) -> {party_id: {report_id: [rows]}} for every party as at end of D
     to_csv(report_id, rows) -> the text of an export file (spec section 7 layout)
+    late_records(wh, d) -> [LateRecord]       every W2 late record as at end of D
+    complete(parties, events, cofs) -> Completion | None   the completion rule of one attempt
 
 Every report function first restricts the warehouse to the records whose time column is
 before the end of D (``Warehouse.as_at``): a report for D is "as at end of D" even when
@@ -25,27 +28,45 @@ earlier).
 
 Readings of the spec this oracle commits to (where the spec leaves room):
 
+* Failures of an attempt (v1.1): every migration_events row with outcome FAIL, and every
+  cof_records FAILURE row whose party_id is one of the attempt's responsible parties (fixed
+  at scheduled_at). A COF record -- SUCCESS or FAILURE -- of a party not responsible for
+  the attempt counts for nothing in its completion (it still appears in 009). COF records
+  are matched to an attempt by attempt_id, and to a party by cof_records.party_id.
 * Failure tie-break. Failures are ordered by (time, step, kind, id) with kind 0 for a
   migration_events row and 1 for a cof_records row: the earliest time wins, then the
   lower step number (a COF failure is stage 'COF', step 60), then -- only when time and
   step are equal -- events before COF records, then the lower event_id (among events) or
   cof_file_name (among COF records), compared as strings.
-* Success completed_at. Each responsible party contributes its earliest SUCCESS COF record
-  for the attempt (earliest generated_at); completed_at is the latest of those, i.e. the
-  moment the "SUCCESS for every party" condition first held. 001's cof_file_name is that
-  party's SUCCESS record with the lowest cof_counter (spec), which is the same record when
-  counters increase with time, as they do per party.
-* Any cof_records FAILURE row for the attempt makes it a Failure, whichever party it is
-  for (spec: "a cof_records row with response = FAILURE"). COF records are matched to an
-  attempt by attempt_id, and to a party by cof_records.party_id.
+* Success time s (v1.1), only for an attempt with at least one responsible party: it needs
+  a COMMISSIONING PASS event (the earliest counts) and, for every responsible party, its
+  SUCCESS COF record with the lowest cof_counter (tie: lower cof_file_name); s is the latest
+  of that PASS event_ts and those COF records' generated_at. 001's cof_file_name is that
+  same lowest-counter record. (v1.0 took the max of the COF times only, and each party's
+  earliest generated_at.)
+* Completion (v1.1, closed form), judged on the records as at end of D (``Model`` works on
+  ``Warehouse.as_at(end of D)``): with f the earliest failure, Failure at f when f exists
+  and (s does not exist or local_day(f) <= local_day(s)) -- even when f is later that day
+  than s; otherwise Success at s when s exists; otherwise awaiting outcome. This is the
+  "final from the first date it holds" rule: every record lies in the drop of its own local
+  day, so a failure dated after the Success's day cannot change the completion on any later
+  date -- it is a late record (``late_records``), and no report changes.
+* Late records (W2): as at end of D, for every attempt complete with Success at s, every
+  failure record (FAIL event, or FAILURE COF of a responsible party) whose local day is after
+  local_day(s). One instance per (attempt, party, record): a FAIL event gives one per
+  responsible party (a DUAL party once), a FAILURE COF one for its own party. Its drop date
+  is the local day of the record's time, or the first loaded drop's date when earlier.
 * An attempt whose installation has no version at scheduled_at has no responsible party;
-  it is never complete and gives no rows.
+  it is never complete (not even by a FAIL event) and gives no rows.
 * "001 rows on or before D" / "006 Failure rows on or before D" (005 cumulative columns)
   are computed as at end of D: every Success / Failure completion known at end of D (all
-  have completed_at before end of D), not a sum of what earlier days' reports showed.
+  have completed_at before end of D). Because completion is final, this equals the sum of
+  what the daily reports up to D showed, and it never goes down.
 * 008 and 010 are installation-level, literally as the Details say: the Failures and
   Successes counted are those of every attempt of the installation (whoever was
-  responsible for it), and each party responsible as at end of D gets the row / count.
+  responsible for it), and each party responsible as at end of D gets the row / count
+  (after a change of supplier, the new supplier sees the installation's history; 001 and
+  006 keep the parties fixed at scheduled_at).
   "Last" failure = latest completed_at, ties to the higher attempt_no. The exclusion is
   the one with the latest excluded_at before end of D (ties: the higher category name).
   A reason code missing from the code list is not retryable.
@@ -78,7 +99,7 @@ from dataclasses import dataclass, make_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from s1mig.contract import EXTRACTS, EXTRACTS_BY_NAME, LOCAL_TZ, MA_ERROR_CODES, REASON_CODES, REPORT_IDS
@@ -301,38 +322,82 @@ class Completion:
     step_no: int | None = None  # Failure only
 
 
-def complete(parties: list[Responsibility], events: list[Any], cofs: list[Any]) -> Completion | None:
-    """The one completion rule for an attempt, given its responsible parties, its
-    migration_events and its cof_records. None = awaiting outcome."""
-    failures = []  # (ordering key, Completion); see the module docstring for the tie-break
+@dataclass(frozen=True)
+class FailureRecord:
+    """One record that counts as a failure of an attempt: a FAIL event, or a FAILURE COF
+    record of a party responsible for the attempt."""
+
+    key: tuple  # ordering: (time, step, 0 event / 1 COF, event_id / cof_file_name)
+    kind: str  # 'event' or 'cof'
+    record_id: str  # event_id or cof_file_name
+    party_id: str | None  # the COF record's party; None for an event (it concerns every party)
+    completion: Completion  # the Failure this record gives when it is the earliest
+
+    @property
+    def at(self) -> datetime:
+        return self.completion.completed_at
+
+
+def failure_records(parties: list[Responsibility], events: list[Any], cofs: list[Any]) -> list[FailureRecord]:
+    """Every failure of an attempt, earliest first (see the module docstring for the order).
+    A COF FAILURE of a party that is not responsible for the attempt counts for nothing."""
+    responsible = {r.party_id for r in parties}
+    out = []
     for e in events:
         if e.outcome == "FAIL":
+            completion = Completion("Failure", e.event_ts, e.reason_code, e.stage, e.step_no)
             key = (e.event_ts, e.step_no, 0, e.event_id or "")
-            failures.append((key, Completion("Failure", e.event_ts, e.reason_code, e.stage, e.step_no)))
+            out.append(FailureRecord(key, "event", e.event_id, None, completion))
     for c in cofs:
-        if c.response == "FAILURE":
+        if c.response == "FAILURE" and c.party_id in responsible:
+            completion = Completion("Failure", c.generated_at, c.reason_code, COF_STAGE, COF_STEP)
             key = (c.generated_at, COF_STEP, 1, c.cof_file_name or "")
-            failures.append((key, Completion("Failure", c.generated_at, c.reason_code, COF_STAGE, COF_STEP)))
-    if failures:
-        return min(failures, key=lambda f: f[0])[1]
-
-    if not parties:
-        return None
-    if not any(e.stage == "COMMISSIONING" and e.outcome == "PASS" for e in events):
-        return None
-    party_times = []
-    for party_id in {r.party_id for r in parties}:
-        successes = [c.generated_at for c in cofs if c.response == "SUCCESS" and c.party_id == party_id]
-        if not successes:
-            return None
-        party_times.append(min(successes))  # the moment this party's SUCCESS COF first existed
-    return Completion("Success", max(party_times))
+            out.append(FailureRecord(key, "cof", c.cof_file_name, c.party_id, completion))
+    return sorted(out, key=lambda f: f.key)
 
 
 def success_cof(cofs: list[Any], party_id: str) -> Any | None:
-    """That party's SUCCESS COF record for the attempt; the lowest counter if several."""
+    """That party's SUCCESS COF record for the attempt: the lowest counter (then the lower
+    cof_file_name) if several."""
     mine = [c for c in cofs if c.response == "SUCCESS" and c.party_id == party_id]
     return min(mine, key=lambda c: (c.cof_counter, c.cof_file_name)) if mine else None
+
+
+def success_time(parties: list[Responsibility], events: list[Any], cofs: list[Any]) -> datetime | None:
+    """s: the moment every Success condition held -- the latest of the earliest COMMISSIONING
+    PASS and each responsible party's SUCCESS COF (lowest counter); None when one is missing
+    or the attempt has no responsible party."""
+    if not parties:
+        return None
+    passes = [e.event_ts for e in events if e.stage == "COMMISSIONING" and e.outcome == "PASS"]
+    if not passes:
+        return None
+    times = [min(passes)]
+    for party_id in sorted({r.party_id for r in parties}):
+        cof = success_cof(cofs, party_id)
+        if cof is None:
+            return None
+        times.append(cof.generated_at)
+    return max(times)
+
+
+def complete(parties: list[Responsibility], events: list[Any], cofs: list[Any]) -> Completion | None:
+    """The one completion rule for an attempt (spec section 4, v1.1), given its responsible
+    parties and its migration_events and cof_records as at some instant. None = awaiting
+    outcome. With f the earliest failure and s the Success time: Failure at f when f exists
+    and local_day(f) <= local_day(s) (or there is no s) -- even when f is later that day than
+    s; otherwise Success at s when s exists. Judged on the records as at end of D, this is
+    final: records arrive in the drop of their own local day, so a failure that arrives on a
+    later date than a Success is a late record and changes nothing."""
+    if not parties:
+        return None
+    failures = failure_records(parties, events, cofs)
+    s = success_time(parties, events, cofs)
+    if failures and (s is None or local_day(failures[0].at) <= local_day(s)):
+        return failures[0].completion
+    if s is not None:
+        return Completion("Success", s)
+    return None
 
 
 @dataclass(frozen=True)
@@ -342,6 +407,7 @@ class AttemptView:
     parties: list[Responsibility]  # fixed at scheduled_at
     completion: Completion | None
     cofs: list[Any]
+    failures: list[FailureRecord]  # earliest first
 
     @property
     def cohort(self) -> str | None:
@@ -382,8 +448,14 @@ class Model:
         for a in self.wh.migration_attempts:
             inst = version_at(self.installation_versions.get(a.installation_id, []), a.scheduled_at)
             parties = responsibilities(inst)
+            mine_events, mine_cofs = events[a.attempt_id], cofs[a.attempt_id]
             view = AttemptView(
-                a, inst, parties, complete(parties, events[a.attempt_id], cofs[a.attempt_id]), cofs[a.attempt_id]
+                a,
+                inst,
+                parties,
+                complete(parties, mine_events, mine_cofs),
+                mine_cofs,
+                failure_records(parties, mine_events, mine_cofs),
             )
             self.attempts.append(view)
             self.attempts_by_installation[a.installation_id].append(view)
@@ -401,6 +473,51 @@ class Model:
             if av.status == status and (not day_only or in_day(av.completion.completed_at, self.report_date)):
                 for r in av.parties:
                     yield av, r
+
+
+# ============================================================================ late records (warning W2)
+
+
+class LateRecord(NamedTuple):
+    """One W2 instance: a failure record that arrived for an attempt already complete with
+    Success on an earlier date."""
+
+    drop_date: date  # the drop that carries the record
+    attempt_id: str
+    party_id: str  # the responsible party the instance is for
+    kind: str  # 'event' (migration_events FAIL) or 'cof' (cof_records FAILURE)
+    record_id: str  # event_id or cof_file_name
+    at: datetime  # the record's event_ts / generated_at
+
+
+def late_records(wh: Warehouse, report_date: date) -> list[LateRecord]:
+    """Every late record as at end of D (spec sections 4 and 6, W2), sorted.
+
+    For an attempt complete with Success at s (as at end of D), every failure record whose
+    local day is after local_day(s): a FAIL event, or a FAILURE COF record of a responsible
+    party (a non-responsible party's COF counts for nothing, late or not). One instance per
+    (attempt, party, record): a FAIL event gives one per responsible party of the attempt
+    (fixed at scheduled_at; a DUAL party once), a FAILURE COF one for its own party. The
+    drop date is the local day of the record's time, or the first loaded drop's date when
+    that is earlier (the first drop carries everything before it). Instances of every date
+    up to D are listed, not only those of drop D: the register keeps them until acknowledged.
+    Nothing else is late: failures after a Failure, SUCCESS COFs after a Failure, a second
+    SUCCESS COF."""
+    m = Model(wh, report_date)
+    first_drop = min(wh.drops) if wh.drops else None
+    out = []
+    for av in m.attempts:
+        if av.status != "Success":
+            continue
+        success_day = local_day(av.completion.completed_at)
+        for f in av.failures:
+            if local_day(f.at) <= success_day:  # never for a Success (the failure would have won)
+                continue
+            drop = local_day(f.at) if first_drop is None else max(local_day(f.at), first_drop)
+            party_ids = [f.party_id] if f.party_id is not None else sorted({r.party_id for r in av.parties})
+            for party_id in party_ids:
+                out.append(LateRecord(drop, av.attempt.attempt_id, party_id, f.kind, f.record_id, f.at))
+    return sorted(out)
 
 
 # ============================================================================ formatting
