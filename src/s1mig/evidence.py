@@ -1,6 +1,7 @@
 """The evidence record of an exported date: which drops (by hash), which code (git commit
 and dbt manifest hash), which gate results and which output files (by hash) — so any
-exported file traces back to the data and code that made it."""
+exported file traces back to the data and code that made it — and which revision of the
+date it is, and, for a restated date, the corrected drop that caused the restatement."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
+from pathlib import Path
 
 import psycopg
 
@@ -62,7 +64,41 @@ def dbt_manifest_sha256() -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build(conn: psycopg.Connection, report_date: dt.date, run_id: str, files: list[dict]) -> dict:
+def corrected_drop(conn: psycopg.Connection, drop_date: dt.date) -> dict | None:
+    """The current delivery of a drop date and the one it replaced (a correction, spec
+    section 2): what the evidence of a restated date names as its cause."""
+    current = conn.execute(
+        "select delivery_sha256, landed_at from raw.drop_ledger where drop_date = %s and superseded_at is null",
+        (drop_date,),
+    ).fetchone()
+    if current is None:
+        return None
+    replaced = conn.execute(
+        "select delivery_sha256 from raw.drop_ledger where drop_date = %s and superseded_at is not null "
+        "order by superseded_at desc, landed_at desc limit 1",
+        (drop_date,),
+    ).fetchone()
+    return {
+        "drop_date": drop_date.isoformat(),
+        "delivery_sha256": current[0],
+        "landed_at": current[1].astimezone(dt.UTC).isoformat(),
+        "replaced_delivery_sha256": replaced[0] if replaced else None,
+    }
+
+
+def build(
+    conn: psycopg.Connection,
+    report_date: dt.date,
+    run_id: str,
+    files: list[dict],
+    revision: int = 1,
+    restatement: dict | None = None,
+    out_folder: Path | None = None,
+) -> dict:
+    """The evidence of one export of D. `revision` is the manifest's; `restatement` is
+    None for a run of D itself, and for a date exported again because an earlier drop was
+    corrected, {"corrected_drop": corrected_drop(...)}; `out_folder` is where the date was
+    published (restatement finds exports in other folders through it)."""
     drops = conn.execute(
         "select drop_date, delivery_sha256, manifest, landed_at from raw.drop_ledger "
         "where superseded_at is null and drop_date <= %s order by drop_date",
@@ -77,6 +113,9 @@ def build(conn: psycopg.Connection, report_date: dt.date, run_id: str, files: li
         "report_date": report_date.isoformat(),
         "run_id": run_id,
         "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "revision": revision,
+        "out_folder": str(out_folder.resolve()) if out_folder is not None else None,
+        "restatement": restatement,
         "inputs": [
             {
                 "drop_date": d.isoformat(),

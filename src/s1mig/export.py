@@ -3,18 +3,30 @@ header-only when it has no rows, plus one manifest.json for the date.
 
 Rows stream from PostgreSQL (COPY ... TO STDOUT) straight to disk while being hashed
 and counted; nothing holds a whole mart in memory. Files are written to a temporary
-folder beside the target and renamed into place, so a reader never sees a half-written
-date, and a re-run with the same data rewrites byte-identical files."""
+folder beside the target; before anything is published, gate rule R9 (conservation,
+spec section 6) re-reads them from disk: every party in the marts' rows for D is a
+party as at end of D, the files' data rows add up to the marts' rows per report, and
+every file hashes to its manifest entry. Only then is the folder swapped into place,
+so a reader never sees a half-written date, and a re-run with the same data rewrites
+byte-identical files.
+
+Revisions ("Runs, corrections and restatement"): manifest.json carries `revision`, 1 the
+first time and +1 each time the date's report files change (compared through the
+manifest's file list: path, party, report, rows and sha256 of every file); an identical
+re-run keeps the revision. When a new revision is published, everything the previous
+one had in the date folder (party files, manifest, evidence, run summary) is kept under
+<out>/<D>/revisions/<n>/."""
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -22,8 +34,13 @@ from psycopg import sql
 
 from s1mig import db, evidence
 from s1mig.contract import LOCAL_TZ, REPORTS, Report
+from s1mig.errors import GateBlocked, S1migError
 
 log = logging.getLogger(__name__)
+
+CONSERVATION_RULE = ("R9", "export_conservation", "blocking")  # rule_id, rule_name, severity
+SAMPLE_KEYS = 5  # example keys in R9's line, as the gate's rules give
+REVISIONS = "revisions"  # <out>/<D>/revisions/<n>/: what revision n had in the date folder
 
 
 @dataclass(frozen=True)
@@ -103,10 +120,261 @@ def _copy_to_file(conn: psycopg.Connection, query: sql.Composable, path: Path) -
     return rows, sha.hexdigest()
 
 
-def export_date(report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct") -> Path:
+@dataclass(frozen=True)
+class MartSide:
+    """What the marts hold for D, read in the export's snapshot: the parties as at end of
+    D, each report's row count, and the rows of parties that are not among them."""
+
+    report_date: dt.date
+    parties: list[str]
+    rows: dict[str, int]  # report_id -> rows for D
+    strangers: dict[str, tuple[int, list[tuple[str | None, int]]]]  # report_id -> (parties, a few (party, rows))
+
+
+def mart_side(conn: psycopg.Connection, report_date: dt.date, parties: list[str] | None = None) -> MartSide:
+    """Row counts per report for D and the party ids of those rows that are not a party
+    as at end of D (aggregates in SQL: nothing is fetched row by row)."""
+    parties = parties_at_end_of(conn, report_date) if parties is None else parties
+    rows: dict[str, int] = {}
+    strangers: dict[str, tuple[int, list[tuple[str | None, int]]]] = {}
+    for report in REPORTS:
+        table = sql.Identifier("marts", report.model)
+        outside = sql.SQL("(party_id is null or not party_id = any(%(parties)s))")
+        params = {"d": report_date, "parties": parties}
+        total, outsiders = conn.execute(
+            sql.SQL(
+                "select count(*), count(distinct coalesce(party_id, '')) filter (where {}) "
+                "from {} where report_date = %(d)s"
+            ).format(outside, table),
+            params,
+        ).fetchone()
+        rows[report.report_id] = total
+        if outsiders:
+            sample = conn.execute(
+                sql.SQL(
+                    "select party_id, count(*) from {} where report_date = %(d)s and {} group by party_id "
+                    'order by party_id collate "C" nulls first limit %(n)s'
+                ).format(table, outside),
+                params | {"n": SAMPLE_KEYS},
+            ).fetchall()
+            strangers[report.report_id] = (outsiders, [(p, n) for p, n in sample])
+    return MartSide(report_date, parties, rows, strangers)
+
+
+@dataclass
+class Conservation:
+    """The outcome of rule R9 on one written date folder."""
+
+    failing_count: int = 0
+    sample_keys: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "fail" if self.failing_count else "pass"
+
+    def fail(self, key: str, count: int = 1) -> None:
+        self.failing_count += count
+        if len(self.sample_keys) < SAMPLE_KEYS:
+            self.sample_keys.append(key)
+
+    def line(self) -> str:
+        rule_id, name, _ = CONSERVATION_RULE
+        text = f"{rule_id} {name}: {self.failing_count} failing"
+        if self.sample_keys:
+            text += " (e.g. " + "; ".join(self.sample_keys) + ")"
+        return text
+
+
+def read_back(path: Path) -> tuple[int, str, bool]:
+    """Re-read a written CSV file from disk: (data rows, sha256 of its bytes, whether it
+    is complete: ends with a line end outside quotes). A record ends at a newline outside
+    a quoted field; quotes are counted, not parsed, so a 1 MiB block costs two C calls."""
+    sha = hashlib.sha256()
+    lines = 0
+    quoted = False
+    last = b""
+    with open(path, "rb") as fh:
+        while block := fh.read(WRITE_CHUNK):
+            sha.update(block)
+            last = block[-1:]
+            if not quoted and b'"' not in block:
+                lines += block.count(b"\n")
+                continue
+            for i, part in enumerate(block.split(b'"')):
+                if i:
+                    quoted = not quoted
+                if not quoted:
+                    lines += part.count(b"\n")
+    complete = last == b"\n" and not quoted
+    return max(lines - 1, 0), sha.hexdigest(), complete
+
+
+def check_conservation(folder: Path, mart: MartSide) -> Conservation:
+    """Rule R9 on a written date folder, read back from disk: every party of the marts'
+    rows for D is a party as at end of D; the manifest lists exactly the ten files of
+    every such party, and nothing else is on disk; every file's bytes hash to its entry
+    and hold the rows it says; per report, the files' data rows add up to the mart's."""
+    day = mart.report_date
+    result = Conservation()
+    for report_id, (count, sample) in mart.strangers.items():
+        for party, rows in sample:
+            result.fail(f"{report_id}: party {party or '(none)'} ({rows} rows) is not in parties as at end of {day}")
+        result.failing_count += count - len(sample)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        listed = {f["path"]: f for f in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        result.fail(f"manifest.json cannot be read back: {exc}")
+        return result
+    compact = day.strftime("%Y%m%d")
+    expected = {f"{p}/{r.report_id}_{p}_{compact}.csv": (p, r.report_id) for p in mart.parties for r in REPORTS}
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*.csv") if p.relative_to(folder).parts[0] != REVISIONS}
+    for path in sorted(expected.keys() - listed.keys()):
+        result.fail(f"{path}: a party as at end of {day} without this file in manifest.json")
+    for path in sorted(listed.keys() - expected.keys()):
+        result.fail(f"{path}: in manifest.json but not a file of a party as at end of {day}")
+    for path in sorted(on_disk - listed.keys()):
+        result.fail(f"{path}: on disk but not in manifest.json")
+    file_rows = dict.fromkeys(mart.rows, 0)
+    for path, entry in listed.items():
+        if path not in on_disk:
+            result.fail(f"{path}: in manifest.json but missing on disk")
+            continue
+        rows, sha, complete = read_back(folder / path)
+        if (entry.get("party_id"), entry.get("report_id")) != expected.get(path, (None, None)):
+            result.fail(f"{path}: manifest entry names party {entry.get('party_id')} {entry.get('report_id')}")
+        if sha != entry.get("sha256"):
+            result.fail(f"{path}: sha256 on disk is {sha[:12]}, manifest.json says {str(entry.get('sha256'))[:12]}")
+        if not complete:
+            result.fail(f"{path}: truncated (no line end after the last record)")
+        if rows != entry.get("rows"):
+            result.fail(f"{path}: {rows} data rows on disk, manifest.json says {entry.get('rows')}")
+        report_id = entry.get("report_id")
+        if report_id in file_rows:
+            file_rows[report_id] += rows
+    for report_id, in_mart in mart.rows.items():
+        if file_rows[report_id] != in_mart:
+            result.fail(
+                f"{report_id}: the party files hold {file_rows[report_id]} rows, the mart has {in_mart} for {day}"
+            )
+    return result
+
+
+def verify_export(folder: Path, report_date: dt.date, url: str | None = None) -> Conservation:
+    """Rule R9 for a date folder on disk against the marts as they are now (the export
+    itself checks its unpublished folder in the snapshot it was written from)."""
+    with db.connect(url) as conn, conn.transaction():
+        conn.execute("set transaction isolation level repeatable read, read only")
+        mart = mart_side(conn, report_date)
+    return check_conservation(folder, mart)
+
+
+def record_conservation(url: str | None, run_id: str, report_date: dt.date, result: Conservation) -> None:
+    """R9's outcome in audit.gate_results, beside the rules the gate task recorded."""
+    from s1mig.gate import AUDIT_DDL
+
+    rule_id, name, severity = CONSERVATION_RULE
+    with db.connect(url) as conn, conn.transaction():
+        conn.execute(AUDIT_DDL)
+        conn.execute(
+            "delete from audit.gate_results where run_id = %s and report_date = %s and rule_id = %s",
+            (run_id, report_date, rule_id),
+        )
+        conn.execute(
+            "insert into audit.gate_results (run_id, report_date, rule_id, rule_name, severity, status, "
+            "failing_count, sample_keys) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, report_date, rule_id, name, severity, result.status, result.failing_count, result.sample_keys),
+        )
+
+
+def previous_manifest(target: Path) -> dict | None:
+    """The published manifest of the date, None when the date was never exported here.
+    A non-empty folder without a readable manifest is not ours to replace."""
+    if not target.exists():
+        return None
+    try:
+        manifest = json.loads((target / "manifest.json").read_text())
+        if isinstance(manifest, dict) and isinstance(manifest.get("files"), list):
+            return manifest
+    except (OSError, ValueError):
+        pass
+    if any(p.name != REVISIONS for p in target.iterdir()):
+        raise S1migError(
+            f"{target} exists but has no readable manifest.json: not an s1mig export, so it is not replaced "
+            "(move it away and re-run)"
+        )
+    return None
+
+
+def _kept_revisions(target: Path) -> list[int]:
+    folder = target / REVISIONS
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def next_revision(target: Path, previous: dict | None, files: list[dict]) -> int:
+    """The previous revision when the report files are the same (same manifest file list:
+    path, party, report, rows, sha256), else one more than any revision seen."""
+    if previous is None:
+        return max(_kept_revisions(target), default=0) + 1
+    current = int(previous.get("revision", 1))  # a manifest from before revisions was the first
+    if previous.get("files") == files:
+        return current
+    return max([current, *_kept_revisions(target)]) + 1
+
+
+def _link(src: str | Path, dst: str | Path) -> None:
+    """Hard link (instant, no bytes copied; nothing here is ever written in place), a copy
+    where the file system has no hard links."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _link_entry(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=_link)
+    else:
+        _link(src, dst)
+
+
+def _carry_revisions(target: Path, tmp: Path, previous: dict | None, revision: int) -> None:
+    """Give the new folder the revisions kept so far and, for a new revision, everything
+    the published one has now (party files, manifest, evidence, run summary)."""
+    if not target.exists():
+        return
+    if (target / REVISIONS).is_dir():
+        _link_entry(target / REVISIONS, tmp / REVISIONS)
+    if previous is None:
+        return
+    old = int(previous.get("revision", 1))
+    if old == revision:
+        return
+    keep = tmp / REVISIONS / str(old)
+    if keep.exists():
+        raise S1migError(
+            f"{target / REVISIONS / str(old)} already exists: revision {old} of {target.name} is kept twice"
+        )
+    keep.mkdir(parents=True)
+    for entry in sorted(target.iterdir()):
+        if entry.name != REVISIONS:
+            _link_entry(entry, keep / entry.name)
+
+
+def export_date(
+    report_date: dt.date,
+    out: Path,
+    url: str | None = None,
+    run_id: str = "direct",
+    restatement: dict | None = None,
+) -> Path:
     """Write <out>/<D>/<party>/<report>_<party>_<YYYYMMDD>.csv for every party and report,
     <out>/<D>/manifest.json and <out>/<D>/evidence.json (also kept in
-    audit.export_evidence). Returns the date folder."""
+    audit.export_evidence), check rule R9 on the written files and only then publish
+    them. `restatement` names the corrected drop that caused this export (restate.py).
+    Returns the date folder; raises GateBlocked (nothing published) when R9 fails."""
     out.mkdir(parents=True, exist_ok=True)
     ds, compact = report_date.isoformat(), report_date.strftime("%Y%m%d")
     target = out / ds
@@ -116,7 +384,7 @@ def export_date(report_date: dt.date, out: Path, url: str | None = None, run_id:
     files: list[ExportedFile] = []
     try:
         with db.connect(url) as conn, conn.transaction():
-            # One snapshot for every file of the date.
+            # One snapshot for every file of the date and for the counts R9 compares them with.
             conn.execute("set transaction isolation level repeatable read, read only")
             parties = parties_at_end_of(conn, report_date)
             selects_types = {r.report_id: _column_types(conn, r) for r in REPORTS}
@@ -134,12 +402,27 @@ def export_date(report_date: dt.date, out: Path, url: str | None = None, run_id:
                     )
                     rows, sha = _copy_to_file(conn, query, tmp / rel)
                     files.append(ExportedFile(rel, party, report.report_id, rows, sha))
-            log.info("export %s: %d files for %d parties", ds, len(files), len(parties))
-            manifest = {"report_date": ds, "files": [f.__dict__ for f in files]}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            record = evidence.build(conn, report_date, run_id, manifest["files"])
-        (tmp / "evidence.json").write_text(json.dumps(record, indent=2) + "\n")
+            mart = mart_side(conn, report_date, parties)
+        log.info("export %s: %d files for %d parties", ds, len(files), len(parties))
+        listed = [f.__dict__ for f in files]
+        previous = previous_manifest(target)
+        revision = next_revision(target, previous, listed)
+        manifest = {"report_date": ds, "revision": revision, "files": listed}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+        conservation = check_conservation(tmp, mart)
+        record_conservation(url, run_id, report_date, conservation)
+        if conservation.failing_count:
+            raise GateBlocked(
+                f"gate blocked export of {ds}: {conservation.line()} (nothing published; {target} keeps its "
+                "previous files)"
+            )
+
         with db.connect(url) as conn, conn.transaction():
+            record = evidence.build(
+                conn, report_date, run_id, listed, revision=revision, restatement=restatement, out_folder=out
+            )
+            (tmp / "evidence.json").write_text(json.dumps(record, indent=2) + "\n")
             conn.execute(evidence.EVIDENCE_DDL)
             conn.execute(
                 "delete from audit.export_evidence where run_id = %s and report_date = %s", (run_id, report_date)
@@ -148,13 +431,35 @@ def export_date(report_date: dt.date, out: Path, url: str | None = None, run_id:
                 "insert into audit.export_evidence (run_id, report_date, evidence) values (%s, %s, %s)",
                 (run_id, report_date, json.dumps(record)),
             )
+            _carry_revisions(target, tmp, previous, revision)
             _swap_into_place(tmp, target)  # inside the transaction: no evidence row without files
+        if previous is not None and revision != int(previous.get("revision", 1)):
+            log.info("export %s: revision %d published, revision %s kept", ds, revision, previous.get("revision", 1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
 def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Publish tmp as target. Where the system can, the two folders are exchanged in one
+    step (the old one is left at tmp for the caller to remove): a reader sees the old
+    date or the new one, never neither. Elsewhere two renames, with a moment between."""
+    if target.exists() and _exchange(tmp, target):
+        return
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
         target.rename(old)
