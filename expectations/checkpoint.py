@@ -23,6 +23,7 @@ class RuleOutcome:
     success: bool
     failing_count: int
     sample_keys: list[str] = field(default_factory=list)
+    error: str | None = None  # the rule's query could not run (it fails: nothing was checked)
 
     @property
     def status(self) -> str:
@@ -31,6 +32,8 @@ class RuleOutcome:
         return "fail" if self.rule.severity == "blocking" else "warn"
 
     def line(self) -> str:
+        if self.error:
+            return f"{self.rule.rule_id} {self.rule.name}: could not be checked: {self.error}"
         text = f"{self.rule.rule_id} {self.rule.name}: {self.failing_count} failing"
         if self.sample_keys:
             text += " (e.g. " + "; ".join(self.sample_keys) + ")"
@@ -151,10 +154,27 @@ def run_checkpoint(report_date: dt.date, gx_root: Path, rules: tuple[Rule, ...] 
                     success=bool(er.success),
                     failing_count=int(res.get("observed_value") or 0),
                     sample_keys=[_key(row) for row in list(rows)[:SAMPLE_KEYS]],
+                    error=_error(er),
                 )
             )
     order = {r.rule_id: i for i, r in enumerate(rules)}
     return sorted(outcomes, key=lambda o: order[o.rule.rule_id])
+
+
+def _error(er) -> str | None:
+    """The database's one-line reason when a rule's query raised (GX records it instead)."""
+    info = er.exception_info or {}
+    # either one record, or one per metric that raised (GX 1.x keys them by metric id)
+    records = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    raised = [r for r in records if r.get("raised_exception")]
+    if not raised:
+        return None
+    message = str(raised[0].get("exception_message") or "query failed")
+    # the driver's first line names the problem (e.g. relation "x" does not exist)
+    for line in message.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return "query failed"
 
 
 def _key(row) -> str:

@@ -24,7 +24,91 @@ class Rule:
         return self.sql.replace("{report_date}", f"date '{report_date.isoformat()}'")
 
 
+# Rule 8's expectation per party, as at end of D from the history tables (not from the
+# "as at end of D" models, which hold the last date built): the installations each party
+# is responsible for at end of D with eligible_from <= D (the installation version with
+# the latest effective_from before the end of D), those it received in a 001 row (a
+# Success listing it, on or before D) and those it inherited (migrated by a Success that
+# did not list it). Also read for the evidence (INHERITED_SQL).
+MIGRATED_BY_PARTY_CTES = """
+bounds as (select (({report_date} + 1)::timestamp at time zone 'Europe/London') as day_end),
+installations_at_end as (
+    select distinct on (i.installation_id)
+        i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
+    from staging.stg_dcc__installations as i, bounds
+    where i.effective_from < bounds.day_end
+    order by i.installation_id, i.effective_from desc, i._drop_date desc, i._row_number desc
+),
+responsible as (
+    select installation_id, elec_supplier_id as party_id from installations_at_end
+    where mpan is not null and elec_supplier_id is not null and eligible_from <= {report_date}
+    union
+    select installation_id, gas_supplier_id from installations_at_end
+    where mprn is not null and gas_supplier_id is not null and eligible_from <= {report_date}
+),
+successes as (
+    select installation_id, array_agg(distinct party_id) as parties
+    from intermediate.int_attempt_completion_versions
+    where completion_status = 'Success'
+      and valid_from <= {report_date} and (valid_to is null or valid_to > {report_date})
+    group by installation_id
+),
+expected as (
+    select r.party_id, count(*) as eligible,
+        count(*) filter (where r.party_id = any(s.parties)) as received,
+        count(*) filter (where s.installation_id is not null and not r.party_id = any(s.parties)) as inherited
+    from responsible as r
+    left join successes as s using (installation_id)
+    group by r.party_id
+)"""
+
+# Per party: the installations counted as migrated in S1MIG-010 that it inherited.
+INHERITED_SQL = (
+    "with "
+    + MIGRATED_BY_PARTY_CTES
+    + """
+select party_id, received, inherited from expected where inherited > 0 order by party_id"""
+)
+
+MART_MODELS = tuple(f"s1mig_{n:03d}" for n in range(1, 11))
+
 RULES: tuple[Rule, ...] = (
+    Rule(
+        rule_id="R0",
+        name="marts_built_for_d_on_current_drops",
+        severity="blocking",
+        description=(
+            "Every report mart holds a build for the report date made after the latest delivery of every drop up "
+            "to D: the gate and the export never read a date that was not built, or built before a correction"
+        ),
+        sql="""
+with batch_scope as (select 1 from {batch} limit 1),
+models as (
+    select unnest(array["""
+        + ", ".join(f"'{m}'" for m in MART_MODELS)
+        + """]) as model_name
+),
+landed as (
+    select max(landed_at) as landed_through from raw.drop_ledger
+    where drop_date <= {report_date} and superseded_at is null
+),
+builds as (
+    select distinct on (model_name) model_name, built_at, landed_through
+    from audit.mart_builds where report_date = {report_date}
+    order by model_name, built_at desc
+)
+select m.model_name || ': ' || case
+        when b.model_name is null then 'never built for ' || {report_date} || ' (run dbt_build for that date)'
+        else 'built for ' || {report_date} || ' at ' || b.built_at || ' from drops landed by '
+            || coalesce(b.landed_through::text, 'none') || ', but a drop up to that date was landed at '
+            || landed.landed_through || ' (run dbt_build for that date again)'
+    end as record
+from models as m
+left join builds as b using (model_name), landed
+where b.model_name is null or b.landed_through is distinct from landed.landed_through
+order by record
+""",
+    ),
     Rule(
         rule_id="L1",
         name="no_rejected_records",
@@ -92,63 +176,128 @@ order by party_id, installation_id, attempt_no
     ),
     Rule(
         rule_id="R3",
-        name="every_failure_reported_in_006",
+        name="006_is_every_completion_on_d",
         severity="blocking",
         description=(
-            "Every attempt whose first failure (raw FAIL event or FAILURE COF record) is on the "
-            "report date is a Failure row of 006 for each responsible party [seed 4.4.2]"
+            "Every attempt whose completion, recomputed from the raw events and COF records (spec section 4), "
+            "falls on the report date is in S1MIG-006 for each responsible party with that status, reason code "
+            "and completed_at, and S1MIG-006 holds nothing else [seed 4.4.2]"
         ),
         sql="""
 with day as (
     select ({report_date}::timestamp at time zone 'Europe/London') as day_start,
         (({report_date} + 1)::timestamp at time zone 'Europe/London') as day_end
 ),
--- failures timed in D; staging holds a record only in the drop of its own local day (the
--- first drop also carries earlier ones), so they are all in drop D: found by its index
-failures_in_d as (
-    select e.attempt_id from staging.stg_dcc__migration_events as e, day
-    where e._drop_date = {report_date} and e.outcome = 'FAIL'
-      and e.event_ts >= day.day_start and e.event_ts < day.day_end
+-- an attempt completes on D only when a record timed on D comes true: every candidate
+-- has an event or a COF record in drop D (found by its index)
+candidates as (
+    select attempt_id from staging.stg_dcc__migration_events where _drop_date = {report_date}
     union
-    select c.attempt_id from staging.stg_dcc__cof_records as c, day
-    where c._drop_date = {report_date} and c.response = 'FAILURE'
-      and c.generated_at >= day.day_start and c.generated_at < day.day_end
+    select attempt_id from staging.stg_dcc__cof_records where _drop_date = {report_date}
 ),
--- ... and the attempt's first failure: none before D, looked up per attempt
-failed_on_d as (
-    select f.attempt_id from failures_in_d as f, day
-    where not exists (
-        select 1 from staging.stg_dcc__migration_events as e
-        where e.attempt_id = f.attempt_id and e.outcome = 'FAIL' and e.event_ts < day.day_start
-    )
-      and not exists (
-        select 1 from staging.stg_dcc__cof_records as c
-        where c.attempt_id = f.attempt_id and c.response = 'FAILURE' and c.generated_at < day.day_start
-    )
+parties as (
+    select r.attempt_id, r.party_id, r.installation_id, r.attempt_no
+    from intermediate.int_attempt_responsibilities as r, day
+    where r.attempt_id = any(array(select attempt_id from candidates)) and r.scheduled_at < day.day_end
+),
+events as (
+    select e.* from staging.stg_dcc__migration_events as e, day
+    where e.attempt_id = any(array(select attempt_id from candidates)) and e.event_ts < day.day_end
+),
+-- only the responsible parties' COF records count
+cofs as (
+    select c.* from staging.stg_dcc__cof_records as c
+    inner join parties as p on p.attempt_id = c.attempt_id and p.party_id = c.party_id, day
+    where c.attempt_id = any(array(select attempt_id from candidates)) and c.generated_at < day.day_end
+),
+failures as (
+    select attempt_id, event_ts as failed_at, step_no, 0 as kind, event_id as tie, reason_code
+    from events where outcome = 'FAIL'
+    union all
+    select attempt_id, generated_at, 60, 1, cof_file_name, reason_code
+    from cofs where response = 'FAILURE'
+),
+first_failure as (
+    select distinct on (attempt_id) attempt_id, failed_at, reason_code
+    from failures order by attempt_id, failed_at, step_no, kind, tie collate "C"
+),
+commissioned as (
+    select attempt_id, min(event_ts) as passed_at from events
+    where stage = 'COMMISSIONING' and outcome = 'PASS' group by attempt_id
+),
+party_cof as (
+    select distinct on (attempt_id, party_id) attempt_id, party_id, generated_at
+    from cofs where response = 'SUCCESS'
+    order by attempt_id, party_id, cof_counter, cof_file_name collate "C"
+),
+success as (
+    select p.attempt_id, greatest(min(m.passed_at), max(pc.generated_at)) as succeeded_at
+    from parties as p
+    inner join commissioned as m on m.attempt_id = p.attempt_id
+    left join party_cof as pc on pc.attempt_id = p.attempt_id and pc.party_id = p.party_id
+    group by p.attempt_id
+    having count(*) = count(pc.generated_at)
+),
+completion as (
+    select attempt_id,
+        case when f.failed_at is not null and (s.succeeded_at is null
+                or (f.failed_at at time zone 'Europe/London')::date
+                    <= (s.succeeded_at at time zone 'Europe/London')::date)
+            then 'Failure' when s.succeeded_at is not null then 'Success' end as status,
+        f.failed_at, f.reason_code, s.succeeded_at
+    from candidates
+    left join first_failure as f using (attempt_id)
+    left join success as s using (attempt_id)
 ),
 expected as (
-    select r.party_id, r.installation_id, r.attempt_no
-    from failed_on_d
-    inner join intermediate.int_attempt_responsibilities as r on r.attempt_id = failed_on_d.attempt_id
+    select p.party_id, p.installation_id, p.attempt_no, c.status,
+        case when c.status = 'Failure' then c.reason_code end as reason_code,
+        case when c.status = 'Failure' then c.failed_at else c.succeeded_at end as completed_at
+    from completion as c
+    inner join parties as p using (attempt_id)
+    where c.status is not null
+),
+expected_on_d as (
+    select expected.* from expected, day
+    where expected.completed_at >= day.day_start and expected.completed_at < day.day_end
+),
+actual as (
+    select party_id, installation_id, attempt_no, completion_status, completion_reason_code, completed_at
+    from {batch} where report_date = {report_date}
 )
-select party_id, installation_id, attempt_no from expected
-where not exists (
-    select 1 from {batch} as s
-    where s.report_date = {report_date} and s.completion_status = 'Failure'
-      and s.party_id = expected.party_id and s.installation_id = expected.installation_id
-      and s.attempt_no = expected.attempt_no
-)
-order by party_id, installation_id, attempt_no
+select coalesce(e.party_id, a.party_id) || '/' || coalesce(e.installation_id, a.installation_id) || '/'
+    || coalesce(e.attempt_no, a.attempt_no) || ': ' || case
+        when a.party_id is null then 'missing from 006 (' || e.status || ' '
+            || coalesce(e.reason_code, '') || ' at ' || e.completed_at || ')'
+        when e.party_id is null then 'in 006 (' || a.completion_status || ') but no completion on D'
+        else '006 says ' || a.completion_status || ' ' || coalesce(a.completion_reason_code, '') || ' at '
+            || a.completed_at || ', the raw records ' || e.status || ' ' || coalesce(e.reason_code, '')
+            || ' at ' || e.completed_at
+    end as record
+from expected_on_d as e
+full join actual as a
+    on a.party_id = e.party_id and a.installation_id = e.installation_id and a.attempt_no = e.attempt_no
+where a.party_id is null or e.party_id is null
+   or a.completion_status <> e.status
+   or a.completion_reason_code is distinct from e.reason_code
+   or a.completed_at <> e.completed_at
+order by record
 """,
     ),
     Rule(
         rule_id="R4",
         name="005_counts_match_001_and_006",
         severity="blocking",
-        description="S1MIG-005 succeeded / failed per party = S1MIG-001 rows / S1MIG-006 Failure rows per party",
+        description=(
+            "S1MIG-005 succeeded / failed per party = S1MIG-001 rows / S1MIG-006 Failure rows per party; "
+            "cumulative_succeeded / cumulative_failed = the sums of the daily 001 / 006 Failure rows up to D: "
+            "every completion counted was reported on its own date as it is now (they never go down)"
+        ),
         sql="""
-with p005 as (
-    select party_id, sum(succeeded) as succeeded, sum(failed) as failed
+with batch_scope as (select 1 from {batch} limit 1),
+p005 as (
+    select party_id, sum(succeeded) as succeeded, sum(failed) as failed,
+        sum(cumulative_succeeded) as cumulative_succeeded, sum(cumulative_failed) as cumulative_failed
     from marts.s1mig_005 where report_date = {report_date} group by party_id
 ),
 p001 as (
@@ -158,14 +307,40 @@ p001 as (
 p006 as (
     select party_id, count(*) as failed from {batch}
     where report_date = {report_date} and completion_status = 'Failure' group by party_id
+),
+first_drop as (
+    select min(drop_date) as drop_date from raw.drop_ledger where superseded_at is null
+),
+-- the daily rows of every date up to D: each completion as its own report date saw it
+-- (dates before the first drop: as the first drop saw it)
+daily as (
+    select v.party_id,
+        count(*) filter (where v.completion_status = 'Success') as succeeded,
+        count(*) filter (where v.completion_status = 'Failure') as failed
+    from intermediate.int_attempt_completion_versions as v, first_drop
+    where v.completed_on <= {report_date}
+      and v.valid_from <= greatest(v.completed_on, first_drop.drop_date)
+      and (v.valid_to is null or v.valid_to > greatest(v.completed_on, first_drop.drop_date))
+    group by v.party_id
 )
-select 'party ' || party_id || ': 005 succeeded ' || coalesce(p005.succeeded, 0)
-    || ' vs 001 rows ' || coalesce(p001.succeeded, 0) || ', 005 failed ' || coalesce(p005.failed, 0)
-    || ' vs 006 Failure rows ' || coalesce(p006.failed, 0) as record
-from p005 full join p001 using (party_id) full join p006 using (party_id)
+select 'party ' || party_id || ': ' || concat_ws(', ',
+    case when coalesce(p005.succeeded, 0) <> coalesce(p001.succeeded, 0) then '005 succeeded '
+        || coalesce(p005.succeeded, 0) || ' vs 001 rows ' || coalesce(p001.succeeded, 0) end,
+    case when coalesce(p005.failed, 0) <> coalesce(p006.failed, 0) then '005 failed '
+        || coalesce(p005.failed, 0) || ' vs 006 Failure rows ' || coalesce(p006.failed, 0) end,
+    case when coalesce(p005.cumulative_succeeded, 0) <> coalesce(daily.succeeded, 0) then
+        '005 cumulative_succeeded ' || coalesce(p005.cumulative_succeeded, 0) || ' vs the daily 001 rows up to D '
+        || coalesce(daily.succeeded, 0) end,
+    case when coalesce(p005.cumulative_failed, 0) <> coalesce(daily.failed, 0) then
+        '005 cumulative_failed ' || coalesce(p005.cumulative_failed, 0)
+        || ' vs the daily 006 Failure rows up to D ' || coalesce(daily.failed, 0) end
+) as record
+from p005 full join p001 using (party_id) full join p006 using (party_id) full join daily using (party_id)
 where coalesce(p005.succeeded, 0) <> coalesce(p001.succeeded, 0)
    or coalesce(p005.failed, 0) <> coalesce(p006.failed, 0)
-order by party_id
+   or coalesce(p005.cumulative_succeeded, 0) <> coalesce(daily.succeeded, 0)
+   or coalesce(p005.cumulative_failed, 0) <> coalesce(daily.failed, 0)
+order by record
 """,
     ),
     Rule(
@@ -195,7 +370,8 @@ order by party_id
         severity="blocking",
         description=(
             "Every 001 row has that party's SUCCESS COF record; per party cof_counter runs 1, 2, 3 ... "
-            "over all COF files with no gap or repeat; sec_party_signifier matches the party [seed 4.7.2]"
+            "over all COF files with no gap or repeat, a higher counter is never generated before a lower one, "
+            "and sec_party_signifier matches the party [seed 4.7.2]"
         ),
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
@@ -235,6 +411,19 @@ counters as (
         min(cof_counter) as first_counter, max(cof_counter) as last_counter
     from files group by party_id
 ),
+out_of_order as (
+    -- a higher counter is never generated before a lower one
+    select 'party ' || party_id || ': COF counter ' || cof_counter || ' generated at ' || generated_at
+        || ', before counter ' || previous_counter || ' (' || previous_generated_at || ')' as record
+    from (
+        select party_id, cof_counter, generated_at,
+            lag(cof_counter) over by_counter as previous_counter,
+            lag(generated_at) over by_counter as previous_generated_at
+        from (select distinct party_id, cof_counter, generated_at from cof_files) as distinct_files
+        window by_counter as (partition by party_id order by cof_counter, generated_at)
+    ) as ordered
+    where previous_generated_at > generated_at
+),
 bad_counters as (
     select 'party ' || party_id || ': ' || files || ' COF files, counters ' || first_counter
         || '..' || last_counter || ' (' || counters || ' distinct): a gap or a repeat' as record
@@ -258,6 +447,7 @@ bad_signifiers as (
 )
 select record from missing_cof
 union all select record from bad_counters
+union all select record from out_of_order
 union all select record from bad_signifiers
 order by record
 """,
@@ -291,33 +481,30 @@ order by record
     ),
     Rule(
         rule_id="R8",
-        name="010_migrated_and_categories",
+        name="010_migrated_received_plus_inherited",
         severity="blocking",
         description=(
-            "S1MIG-010 migrated per party = the eligible installations the party is responsible for at "
-            "end of D that have a Success on or before D; the five categories sum to eligible_installations"
+            "S1MIG-010 per party: migrated = the eligible installations it received in a 001 row on or before D "
+            "and is still responsible for at end of D, plus those it inherited (migrated by a Success that did not "
+            "list it); eligible_installations = the installations it is responsible for with eligible_from <= D; "
+            "the five categories sum to eligible_installations"
         ),
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
-migrated_installations as (
-    select distinct installation_id from intermediate.int_attempt_completions
-    where completion_status = 'Success'
-),
-expected as (
-    select r.party_id, count(*) as migrated
-    from intermediate.int_installation_responsibilities_eod as r
-    inner join migrated_installations as m on m.installation_id = r.installation_id
-    where r.eligible_from <= {report_date}
-    group by r.party_id
-),
+"""
+        + MIGRATED_BY_PARTY_CTES
+        + """,
 actual as (
-    select party_id, sum(migrated) as migrated from marts.s1mig_010
+    select party_id, sum(eligible_installations) as eligible, sum(migrated) as migrated from marts.s1mig_010
     where report_date = {report_date} group by party_id
 )
-select 'party ' || party_id || ': 010 migrated ' || coalesce(actual.migrated, 0) || ', expected '
-    || coalesce(expected.migrated, 0) as record
+select 'party ' || party_id || ': 010 migrated ' || coalesce(actual.migrated, 0) || ' vs received '
+    || coalesce(expected.received, 0) || ' + inherited ' || coalesce(expected.inherited, 0)
+    || ', 010 eligible_installations ' || coalesce(actual.eligible, 0) || ' vs ' || coalesce(expected.eligible, 0)
+    as record
 from expected full join actual using (party_id)
-where coalesce(expected.migrated, 0) <> coalesce(actual.migrated, 0)
+where coalesce(expected.received, 0) + coalesce(expected.inherited, 0) <> coalesce(actual.migrated, 0)
+   or coalesce(expected.eligible, 0) <> coalesce(actual.eligible, 0)
 union all
 select 'party ' || party_id || ' ' || cohort || '/' || group_id || ': categories sum to '
     || (migrated + excluded + awaiting_outcome + failed_outstanding + not_yet_attempted)
@@ -335,10 +522,47 @@ order by record
         description="S1MIG-004 dmin_met = N: a party's allocation is below least(demand, DMIN = 100)",
         sql="""
 with batch_scope as (select 1 from {batch} limit 1)
-select 'party ' || party_id || ': demand ' || demand || ', allocation ' || allocation as record
+select 'party ' || party_id || ' on ' || report_date || ': demand ' || demand || ', allocation '
+    || allocation as record
 from marts.s1mig_004
 where report_date = {report_date} and dmin_met = 'N'
 order by party_id
+""",
+    ),
+    Rule(
+        rule_id="W2",
+        name="late_records_after_success",
+        severity="warning",
+        description=(
+            "Late records: a failure (FAIL event, or FAILURE COF of a responsible party) delivered in drop D for an "
+            "attempt complete with Success on an earlier date; it changes no report (completion is final)"
+        ),
+        sql="""
+with batch_scope as (select 1 from {batch} limit 1),
+day_failures as (
+    select attempt_id, 'FAIL event ' || event_id || ' (' || reason_code || ' at ' || event_ts || ')' as what,
+        null::text as party_id, (event_ts at time zone 'Europe/London')::date as record_date
+    from staging.stg_dcc__migration_events
+    where _drop_date = {report_date} and outcome = 'FAIL'
+    union all
+    select attempt_id, 'FAILURE COF ' || cof_file_name || ' (' || reason_code || ' at ' || generated_at || ')',
+        party_id, (generated_at at time zone 'Europe/London')::date
+    from staging.stg_dcc__cof_records
+    where _drop_date = {report_date} and response = 'FAILURE'
+),
+successes as (
+    select attempt_id, party_id, completed_on from intermediate.int_attempt_completion_versions
+    where attempt_id = any(array(select attempt_id from day_failures))
+      and completion_status = 'Success'
+      and valid_from <= {report_date} and (valid_to is null or valid_to > {report_date})
+)
+select 'attempt ' || s.attempt_id || ' party ' || s.party_id || ': ' || f.what || ' in drop ' || {report_date}
+    || ' after its Success of ' || s.completed_on as record
+from day_failures as f
+inner join successes as s
+    on s.attempt_id = f.attempt_id and (f.party_id is null or f.party_id = s.party_id)
+where f.record_date > s.completed_on
+order by record
 """,
     ),
 )

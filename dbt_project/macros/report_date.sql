@@ -37,3 +37,31 @@
         select 1
     {%- endif -%}
 {%- endmacro %}
+
+{#- The build log of the report marts (audit.mart_builds): one row per mart per build for
+    D, with the latest landing of any drop up to D the build could see. Gate rule R0
+    reads it: the gate and the export of D never read a date that was not built, or was
+    built before a drop up to D was delivered again. Created on run start. -#}
+{% macro create_mart_build_log() -%}
+    create schema if not exists audit;
+    create table if not exists audit.mart_builds (
+        model_name text not null,
+        report_date date not null,
+        built_at timestamptz not null,
+        landed_through timestamptz,
+        primary key (model_name, report_date, built_at)
+    );
+{%- endmacro %}
+
+{#- Post-hook of every mart, in its transaction: record the build of D. -#}
+{% macro record_mart_build() -%}
+    insert into audit.mart_builds (model_name, report_date, built_at, landed_through)
+    select
+        '{{ this.identifier }}',
+        {{ report_date() }},
+        clock_timestamp(),
+        (
+            select max(landed_at) from raw.drop_ledger
+            where drop_date <= {{ report_date() }} and superseded_at is null
+        )
+{%- endmacro %}

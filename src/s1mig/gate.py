@@ -7,7 +7,9 @@ import datetime as dt
 import logging
 import os
 
-from s1mig import config, db
+from s1mig_expectations.rules import INHERITED_SQL, RULES, Rule
+
+from s1mig import breaks, config, db
 from s1mig.errors import GateBlocked
 
 log = logging.getLogger(__name__)
@@ -28,12 +30,63 @@ create table if not exists audit.gate_results (
 )"""
 
 
+FACTS_DDL = """
+create table if not exists audit.gate_facts (
+    run_id text not null,
+    report_date date not null,
+    fact text not null,
+    party_id text not null,
+    value bigint not null,
+    primary key (run_id, report_date, fact, party_id)
+)"""
+
+
+def _date_sql(report_date: dt.date) -> str:
+    return f"date '{report_date.isoformat()}'"
+
+
+def warning_instances(conn, rule: Rule, report_date: dt.date) -> list[str]:
+    """Every row a warning rule finds on D (the checkpoint keeps only a sample): the
+    instances of the break register. Warning rules read the day's rows only."""
+    query = rule.query(report_date).replace("{batch}", "marts.s1mig_006")
+    return [r[0] for r in conn.execute(f"select record::text from ({query}) as found")]
+
+
+def inherited_counts(conn, report_date: dt.date, run_id: str) -> dict[str, int]:
+    """Rule 8's inherited installations per party, as the gate recorded them for the run."""
+    if conn.execute("select to_regclass('audit.gate_facts') is null").fetchone()[0]:
+        return {}
+    rows = conn.execute(
+        "select party_id, value from audit.gate_facts where run_id = %s and report_date = %s "
+        "and fact = 'R8 inherited' order by party_id",
+        (run_id, report_date),
+    ).fetchall()
+    return dict(rows)
+
+
 def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
     from s1mig_expectations import run_checkpoint
 
+    # GX reads the warehouse from ${S1MIG_GX_URL}: the same database as `url`, also when
+    # the gate runs in this process without Airflow's environment (pipeline.run_direct)
+    os.environ["S1MIG_GX_URL"] = db.warehouse_env(url or db.warehouse_url())["S1MIG_GX_URL"]
     outcomes = run_checkpoint(report_date, config.home() / "gx")
     with db.connect(url) as conn, conn.transaction():
         conn.execute(AUDIT_DDL)
+        conn.execute(FACTS_DDL)
+        breaks.ensure(conn)
+        for rule in RULES:
+            if rule.severity == "warning":
+                breaks.record(conn, report_date, run_id, rule.rule_id, warning_instances(conn, rule, report_date))
+        conn.execute("delete from audit.gate_facts where run_id = %s and report_date = %s", (run_id, report_date))
+        for party_id, received, inherited in conn.execute(
+            INHERITED_SQL.replace("{report_date}", _date_sql(report_date))
+        ):
+            conn.execute(
+                "insert into audit.gate_facts (run_id, report_date, fact, party_id, value) values "
+                "(%s, %s, 'R8 inherited', %s, %s), (%s, %s, 'R8 received', %s, %s)",
+                (run_id, report_date, party_id, inherited, run_id, report_date, party_id, received),
+            )
         conn.execute("delete from audit.gate_results where run_id = %s and report_date = %s", (run_id, report_date))
         for o in outcomes:
             conn.execute(

@@ -12,8 +12,9 @@ import json
 import math
 from pathlib import Path
 
-from s1mig import db
+from s1mig import breaks, db
 from s1mig.contract import REPORTS
+from s1mig.gate import inherited_counts
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 W, H, PAD = 640, 260, 44
@@ -136,6 +137,8 @@ def write_summary(report_date: dt.date, folder: Path, run_id: str, url: str | No
             "group by 1 order by min(tmad_step_no)",
             (report_date,),
         )
+        open_breaks = breaks.open_breaks(conn, through=report_date)
+        inherited = inherited_counts(conn, report_date, run_id)
 
     dates = sorted({r[0] for r in progress})
     cohorts = sorted({r[1] for r in progress})
@@ -166,6 +169,24 @@ def write_summary(report_date: dt.date, folder: Path, run_id: str, url: str | No
         f"<td>{_esc(status.upper())}</td><td>{count:,}</td><td>{_esc('; '.join(keys))}</td></tr>"
         for rule, name, sev, status, count, keys in gate
     )
+    break_rows = "".join(
+        f"<tr><td>#{b.break_id}</td><td>{_esc(b.rule_id)}</td><td>{b.first_seen}</td><td>{b.last_seen}</td>"
+        f"<td>{_esc(b.instance)}</td></tr>"
+        for b in open_breaks
+    )
+    breaks_html = (
+        '<table id="breaks"><tr><th>break</th><th>rule</th><th>first seen</th><th>last seen</th><th>what</th></tr>'
+        f"{break_rows}</table><p>Acknowledge one with <code>s1mig breaks ack ID --by NAME --why TEXT</code>.</p>"
+        if open_breaks
+        else '<p id="breaks">No open breaks.</p>'
+    )
+    inherited_html = (
+        '<table id="inherited"><tr><th>party</th><th>inherited installations</th></tr>'
+        + "".join(f"<tr><td>{_esc(p)}</td><td>{n:,}</td></tr>" for p, n in inherited.items())
+        + "</table>"
+        if inherited
+        else '<p id="inherited">No party inherited a migrated installation.</p>'
+    )
     parties = sorted({f["party_id"] for f in manifest["files"]})
     counts = {(f["party_id"], f["report_id"]): f["rows"] for f in manifest["files"]}
     head = "".join(f"<th>{_esc(r.report_id)}</th>" for r in REPORTS)
@@ -192,6 +213,10 @@ figcaption {{ font-weight: 600; margin-bottom: 4px; }}
 <h2>Reconciliation gate</h2>
 <table id="gate"><tr><th>rule</th><th>name</th><th>severity</th><th>status</th><th>failing</th><th>samples</th></tr>
 {gate_rows}</table>
+<h2>Open breaks (warnings not yet acknowledged)</h2>
+{breaks_html}
+<h2>Rule 8: installations migrated by a Success that did not list the party now responsible</h2>
+{inherited_html}
 <h2>Rows per report and party</h2>
 <table id="rows"><tr><th>party</th>{head}</tr>{body}</table>
 <h2>Charts</h2>
