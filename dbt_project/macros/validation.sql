@@ -1,7 +1,69 @@
 {#- Value-level validation of the raw extracts (spec section 2). Each extract has one
     macro returning the reject reason of a raw row (NULL = valid). Staging keeps only
     valid rows; stg_dcc__rejects lists the others with their lineage, and the gate
-    blocks every report date whose data includes a reject. One definition per rule. -#}
+    blocks every report date whose data includes a reject. One definition per rule.
+    The references between records (spec section 6: an attempt's MA record, the parties
+    a record names) are checked after staging, in int_rejected_records. -#}
+
+{#- The columns of each extract in delivery order (spec section 2, as in
+    src/s1mig/contract.py; tests/test_referential.py rejects an over-long value in every
+    one of them, so a column missing here fails that test). -#}
+{%- macro extract_columns(extract) -%}
+    {%- set columns = {
+        'parties': ['party_id', 'party_name', 'sec_party_signifier', 'affiliate_group', 'effective_from'],
+        'installations': ['installation_id', 'cohort', 'group_id', 'mpan', 'mprn', 'elec_supplier_id',
+                          'gas_supplier_id', 'eligible_from', 'effective_from'],
+        'migration_authorisations': ['ma_file_name', 'ma_record_no', 'party_id', 'received_at', 'installation_id',
+                                     'mpxn', 'requested_migration_date', 'ma_status', 'ma_error_code'],
+        'migration_attempts': ['attempt_id', 'installation_id', 'attempt_no', 'ma_file_name', 'ma_record_no',
+                               'party_id', 'scheduled_at', 'scheduled_for'],
+        'migration_events': ['event_id', 'attempt_id', 'stage', 'step_no', 'outcome', 'reason_code', 'event_ts'],
+        'cof_records': ['cof_file_name', 'cof_counter', 'party_id', 'sec_party_signifier', 'generated_at',
+                        'attempt_id', 'installation_id', 'response', 'reason_code'],
+        'capacity_allocations': ['migration_date', 'party_id', 'demand', 'allocation', 'allocated_at'],
+        'exclusions': ['installation_id', 'exclusion_category', 'excluded_at'],
+    } -%}
+    {%- if extract not in columns -%}
+        {{ exceptions.raise_compiler_error('no columns listed for extract ' ~ extract) }}
+    {%- endif -%}
+    {{ return(columns[extract]) }}
+{%- endmacro -%}
+
+{#- The longest value a field may hold (spec section 6, v1.1): 64 characters for ids,
+    file names and signifiers (every *_id, ma_file_name, cof_file_name,
+    sec_party_signifier), 256 for any other text. A longer value makes its record a
+    reject (never a database error: staging, its indexes and its grain checks never see
+    it). -#}
+{%- macro max_field_length(column) -%}
+    {%- if column.endswith('_id') or column in ['ma_file_name', 'cof_file_name', 'sec_party_signifier'] -%}
+        {{ return(64) }}
+    {%- else -%}
+        {{ return(256) }}
+    {%- endif -%}
+{%- endmacro -%}
+
+{#- The reason names the field and its length, and shows none of the value. -#}
+{%- macro too_long(column) -%}
+    case
+        when length({{ column }}) > {{ max_field_length(column) }}
+            then '{{ column }} is ' || length({{ column }}) || ' characters long (at most {{ max_field_length(column) }})'
+    end
+{%- endmacro -%}
+
+{#- A field as kept in a reject's raw_record: as delivered, or its first allowed characters
+    and '...' when it is over-long (the raw table keeps every byte). -#}
+{%- macro clipped(column) -%}
+    case
+        when length({{ column }}) > {{ max_field_length(column) }}
+            then left({{ column }}, {{ max_field_length(column) }}) || '...'
+        else {{ column }}
+    end
+{%- endmacro -%}
+
+{#- A timestamptz as the extracts write it (ISO 8601 UTC, YYYY-MM-DDTHH:MM:SSZ). -#}
+{%- macro iso_utc(ts) -%}
+    to_char({{ ts }} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+{%- endmacro -%}
 
 {%- macro _v(column) -%}nullif({{ column }}, '')
 {%- endmacro -%}
@@ -71,13 +133,24 @@
     end
 {%- endmacro -%}
 
-{%- macro reject_reason(checks) -%}
-    nullif(concat_ws(
-        '; '
-        {%- for check in checks %},
-        {{ check }}
-        {%- endfor %}
-    ), '')
+{#- The reject reason of a raw row of `extract`: its over-long fields when it has any
+    (the other checks are not run on such a row, and nothing of those values is echoed),
+    else every check that fails, joined by '; '. NULL = valid. -#}
+{%- macro reject_reason(extract, checks) -%}
+    coalesce(
+        nullif(concat_ws(
+            '; '
+            {%- for column in extract_columns(extract) %},
+            {{ too_long(column) }}
+            {%- endfor %}
+        ), ''),
+        nullif(concat_ws(
+            '; '
+            {%- for check in checks %},
+            {{ check }}
+            {%- endfor %}
+        ), '')
+    )
 {%- endmacro -%}
 
 {%- macro reject_reason_for(extract) -%}
@@ -94,7 +167,7 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_parties() -%}
-    {{ reject_reason([
+    {{ reject_reason('parties', [
         required('party_id'), matches('party_id', '^[A-Z0-9]{6}$', 'a party id (6 capitals or digits)'),
         required('party_name'),
         required('sec_party_signifier'),
@@ -104,10 +177,12 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_installations() -%}
-    {{ reject_reason([
+    {{ reject_reason('installations', [
         required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id (S1 + 10 digits)'),
         required('cohort'), one_of('cohort', ['IOC', 'MOC', 'FOC']),
         required('group_id'), matches('group_id', '^[A-Z]{2}$', 'a group id (two capitals)'),
+        "case when nullif(group_id, '') = 'DA' and nullif(cohort, '') <> 'MOC' then 'group_id DA (the MOC Secure"
+            ~ " group) is only for cohort MOC, not ' || " ~ _shown('cohort') ~ " end",
         matches('mpan', '^[0-9]{13}$', 'an MPAN (13 digits)'),
         matches('mprn', '^[0-9]{6,10}$', 'an MPRN (6 to 10 digits)'),
         "case when nullif(mpan, '') is null and nullif(mprn, '') is null then 'neither mpan nor mprn is present' end",
@@ -121,7 +196,7 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_migration_authorisations() -%}
-    {{ reject_reason([
+    {{ reject_reason('migration_authorisations', [
         required('ma_file_name'),
         matches('ma_file_name', '^MA_[A-Z0-9]{6}_([0-9A-F]{2}-){7}[0-9A-F]{2}_[0-9]{8}_[0-9]{6}$',
                 'an MA file name (MA_<party>_<signifier>_<YYYYMMDD>_<HHMMSS>)'),
@@ -139,7 +214,7 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_migration_attempts() -%}
-    {{ reject_reason([
+    {{ reject_reason('migration_attempts', [
         required('attempt_id'),
         required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id'),
         required('attempt_no'), whole_number('attempt_no', 1),
@@ -151,7 +226,7 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_migration_events() -%}
-    {{ reject_reason([
+    {{ reject_reason('migration_events', [
         required('event_id'), required('attempt_id'),
         required('stage'), one_of('stage', ['MCF_VALIDATION', 'MVF_VALIDATION', 'DEVICE_TESTING', 'COMMISSIONING']),
         required('step_no'), whole_number('step_no', 1),
@@ -172,7 +247,7 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_cof_records() -%}
-    {{ reject_reason([
+    {{ reject_reason('cof_records', [
         required('cof_file_name'),
         matches('cof_file_name', '^COF_([0-9A-F]{2}-){7}[0-9A-F]{2}_[0-9]{8}$',
                 'a COF file name (COF_<signifier>_<8-digit counter>)'),
@@ -192,7 +267,7 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_capacity_allocations() -%}
-    {{ reject_reason([
+    {{ reject_reason('capacity_allocations', [
         required('migration_date'), iso_date('migration_date'),
         required('party_id'), matches('party_id', '^[A-Z0-9]{6}$', 'a party id'),
         required('demand'), whole_number('demand', 0),
@@ -202,13 +277,26 @@
 {%- endmacro -%}
 
 {%- macro reject_reason_exclusions() -%}
-    {{ reject_reason([
+    {{ reject_reason('exclusions', [
         required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id'),
         required('exclusion_category'),
         one_of('exclusion_category', ['MISSING_MASTER_KEYS', 'NO_WAN_BEFORE_MIGRATION',
                                       'NO_WAN_ATTEMPTING_MIGRATION', 'FIVE_FAILED_ATTEMPTS']),
         required('excluded_at'), utc_timestamp('excluded_at'), in_drop_day('excluded_at'),
     ]) }}
+{%- endmacro -%}
+
+{#- Referential rule (spec section 6, v1.1), for int_rejected_records: the party id in
+    `id_column` (a typed, staged column) must be in parties at the record's time: `since`
+    is the alias of a row of (party_id, first_effective_from) joined on that id (NULL when
+    the party is unknown). NULL = the party exists then. -#}
+{%- macro party_missing(id_column, since, time_column, time_name) -%}
+    case
+        when {{ id_column }} is not null
+            and ({{ since }}.party_id is null or {{ since }}.first_effective_from > {{ time_column }})
+            then '{{ id_column.split('.')[-1] }} ' || {{ id_column }} || ' is not in parties at {{ time_name }} '
+            || {{ iso_utc(time_column) }}
+    end
 {%- endmacro -%}
 
 {#- Typed value of a raw text column: NULL when empty or not valid for the type. Staging
