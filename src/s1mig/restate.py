@@ -1,0 +1,155 @@
+"""Restatement (spec "Runs, corrections and restatement"): after a drop for a past date D'
+is delivered again with different content (a correction; land.land returns "replaced")
+and D' has been gated and exported again, every later date already exported to the same
+out folder is built, gated and exported again, in date order, each from the data as at
+end of that date. A date whose report files come out the same keeps its revision; one
+whose files change gets the next revision (the previous one kept under
+<out>/<D>/revisions/<n>/). The evidence of every restated date names the corrected drop.
+
+Which dates were exported is read from the out folder itself: every <out>/<YYYY-MM-DD>/
+holding a manifest.json is a published export, whatever run wrote it. Exports of later
+dates that audit.export_evidence records in *other* out folders are not touched (they
+were not asked for); each is named in a warning so that nothing stale goes unsaid."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from s1mig import db, dbt, evidence, export, gate, summary
+from s1mig.errors import S1migError
+
+log = logging.getLogger(__name__)
+
+_DATE_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def exported_dates(out: Path) -> list[dt.date]:
+    """The dates published in the out folder (a date folder with a manifest.json), in order."""
+    if not out.is_dir():
+        return []
+    dates = []
+    for child in out.iterdir():
+        if not (_DATE_FOLDER.fullmatch(child.name) and (child / "manifest.json").is_file()):
+            continue
+        try:
+            dates.append(dt.date.fromisoformat(child.name))
+        except ValueError:
+            continue
+    return sorted(dates)
+
+
+def stale_dates(out: Path, url: str | None = None, after: dt.date | None = None) -> list[dt.date]:
+    """Exported dates in `out` (after `after`) whose evidence.json names other deliveries
+    of the drops up to that date than the warehouse's current ones: a correction landed
+    after they were exported and they have not been restated since (e.g. an earlier
+    restatement stopped at a blocked date). A date without readable evidence counts as stale."""
+    with db.connect(url) as conn:
+        current = dict(
+            conn.execute("select drop_date, delivery_sha256 from raw.drop_ledger where superseded_at is null")
+        )
+    stale = []
+    for day in exported_dates(out):
+        if after is not None and day <= after:
+            continue
+        try:
+            record = json.loads((out / day.isoformat() / "evidence.json").read_text())
+            used = {dt.date.fromisoformat(i["drop_date"]): i["delivery_sha256"] for i in record["inputs"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            used = None
+        if used != {d: sha for d, sha in current.items() if d <= day}:
+            stale.append(day)
+    return stale
+
+
+def exported_elsewhere(url: str, out: Path, after: dt.date) -> dict[str, list[dt.date]]:
+    """Later dates that audit.export_evidence says were exported to other folders that
+    still hold them: {folder: [dates]}."""
+    with db.connect(url) as conn:
+        if conn.execute("select to_regclass('audit.export_evidence')").fetchone()[0] is None:
+            return {}
+        rows = conn.execute(
+            "select distinct evidence->>'out_folder', report_date from audit.export_evidence "
+            "where report_date > %s and evidence->>'out_folder' is not null and evidence->>'out_folder' <> %s "
+            "order by 1, 2",
+            (after, str(out.resolve())),
+        ).fetchall()
+    found: dict[str, list[dt.date]] = {}
+    for folder, day in rows:
+        if (Path(folder) / day.isoformat() / "manifest.json").is_file():
+            found.setdefault(folder, []).append(day)
+    return found
+
+
+def _revision(folder: Path) -> int:
+    return int(json.loads((folder / "manifest.json").read_text()).get("revision", 1))
+
+
+def restate_later_dates(
+    corrected_date: dt.date,
+    out: Path,
+    url: str | None = None,
+    run_id: str = "direct",
+    echo: Callable[[str], object] | None = print,
+) -> list[dt.date]:
+    """Build, gate and export again (with the run summary) every date after
+    `corrected_date` that is exported in `out`, in date order; returns those dates.
+
+    Call it after the run of `corrected_date` has exported that date, when its land step
+    returned "replaced". Stops at the first date that fails (dbt, gate or R9) with a
+    one-line S1migError naming that date and the later dates left unrestated; the dates
+    before it are already restated, the failed and later ones keep their published files."""
+    say = echo or (lambda _line: None)
+    url = url or db.warehouse_url()
+    later = [d for d in exported_dates(out) if d > corrected_date]
+    with db.connect(url) as conn:
+        cause = evidence.corrected_drop(conn, corrected_date)
+        landed = {r[0] for r in conn.execute("select drop_date from raw.drop_ledger where superseded_at is null")}
+    if cause is None:
+        raise S1migError(f"cannot restate after {corrected_date}: no drop of {corrected_date} is landed")
+    for folder, days in exported_elsewhere(url, out, corrected_date).items():
+        line = (
+            f"restatement: {folder} also holds exports of {', '.join(map(str, days))}, made before the correction of "
+            f"{corrected_date}; they are not restated (re-run those dates with --out {folder})"
+        )
+        log.warning(line)
+        say(line)
+    if not later:
+        return []
+    unlanded = [d for d in later if d not in landed]
+    if unlanded:
+        raise S1migError(
+            f"cannot restate the dates after {corrected_date} in {out}: {', '.join(map(str, unlanded))} "
+            "exported there but not landed in this warehouse (land those drops first)"
+        )
+    reason = {"corrected_drop": cause}
+    say(
+        f"restatement: drop {corrected_date} was corrected (delivery {cause['delivery_sha256'][:12]}): "
+        f"{len(later)} later exported date(s) to restate: {', '.join(map(str, later))}"
+    )
+    done: list[dt.date] = []
+    for i, day in enumerate(later):
+        before = _revision(out / day.isoformat())
+        try:
+            dbt.build(day, url, echo=echo)
+            gate.run_gate(day, run_id, url)
+            folder = export.export_date(day, out, url, run_id, restatement=reason)
+            summary.write_summary(day, folder, run_id, url)
+        except S1migError as err:
+            left = ", ".join(map(str, later[i:]))
+            raise S1migError(
+                f"restatement after the correction of {corrected_date} stopped at {day} ({err}); not restated: {left}"
+            ) from err
+        revision = _revision(folder)
+        change = (
+            f"files changed, revision {before} kept in {folder / export.REVISIONS / str(before)}"
+            if revision != before
+            else "files unchanged"
+        )
+        say(f"restatement: {day} gated and exported again: revision {revision} ({change})")
+        done.append(day)
+    return done
