@@ -241,7 +241,7 @@ def check_conservation(folder: Path, mart: MartSide) -> Conservation:
             result.fail(f"{path}: in manifest.json but missing on disk")
             continue
         rows, sha, complete = read_back(folder / path)
-        if (entry.get("party_id"), entry.get("report_id")) != expected.get(path, (None, None)):
+        if path in expected and (entry.get("party_id"), entry.get("report_id")) != expected[path]:
             result.fail(f"{path}: manifest entry names party {entry.get('party_id')} {entry.get('report_id')}")
         if sha != entry.get("sha256"):
             result.fail(f"{path}: sha256 on disk is {sha[:12]}, manifest.json says {str(entry.get('sha256'))[:12]}")
@@ -378,6 +378,7 @@ def export_date(
     out.mkdir(parents=True, exist_ok=True)
     ds, compact = report_date.isoformat(), report_date.strftime("%Y%m%d")
     target = out / ds
+    previous = previous_manifest(target)
     tmp = out / f".{ds}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -405,7 +406,6 @@ def export_date(
             mart = mart_side(conn, report_date, parties)
         log.info("export %s: %d files for %d parties", ds, len(files), len(parties))
         listed = [f.__dict__ for f in files]
-        previous = previous_manifest(target)
         revision = next_revision(target, previous, listed)
         manifest = {"report_date": ds, "revision": revision, "files": listed}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
