@@ -101,7 +101,7 @@ def test_rows_of_a_party_not_in_parties_block_the_export(built, tmp_path):
     message = str(blocked.value)
     assert "\n" not in message
     assert message.startswith(f"gate blocked export of {D30}: R9 export_conservation: 2 failing")
-    assert f"S1MIG-001: party {STRANGER} (1 rows) is not in parties as at end of {D30}" in message
+    assert f"S1MIG-001: party {STRANGER} (1 row) is not in parties as at end of {D30}" in message
     assert "S1MIG-001: the party files hold" in message
     status, failing, samples = _r9(built, "r9-blocked")
     assert (status, failing) == ("fail", 2) and any(STRANGER in s for s in samples)

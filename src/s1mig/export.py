@@ -218,7 +218,8 @@ def check_conservation(folder: Path, mart: MartSide) -> Conservation:
     result = Conservation()
     for report_id, (count, sample) in mart.strangers.items():
         for party, rows in sample:
-            result.fail(f"{report_id}: party {party or '(none)'} ({rows} rows) is not in parties as at end of {day}")
+            rows_text = f"{rows} row" + ("s" if rows != 1 else "")
+            result.fail(f"{report_id}: party {party or '(none)'} ({rows_text}) is not in parties as at end of {day}")
         result.failing_count += count - len(sample)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
