@@ -13,7 +13,7 @@ SAMPLE_INSTALLATIONS ?= 2000
 LANDING ?= $(S1MIG_HOME)/sample/landing
 OUT     ?= $(S1MIG_HOME)/exports
 
-.PHONY: install run test lint format clean db-stop
+.PHONY: install run test lint format clean db-stop fuzz
 
 install: $(STAMP)
 
@@ -37,6 +37,17 @@ run: install
 test: install
 	mkdir -p $(S1MIG_HOME)
 	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp
+
+# Property-based fuzzing (tests/test_properties.py): `make test` checks 200 random
+# histories from a fixed seed; `make fuzz` checks S1MIG_FUZZ_EXAMPLES (2000) from a new
+# seed, printed first. Reproduce a failure with S1MIG_FUZZ_SEED=<seed> make fuzz.
+S1MIG_FUZZ_EXAMPLES ?= 2000
+fuzz: install
+	mkdir -p $(S1MIG_HOME)
+	@seed=$${S1MIG_FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make fuzz: seed $$seed, $(S1MIG_FUZZ_EXAMPLES) histories (reproduce: S1MIG_FUZZ_SEED=$$seed S1MIG_FUZZ_EXAMPLES=$(S1MIG_FUZZ_EXAMPLES) make fuzz)"; \
+	S1MIG_FUZZ_SEED=$$seed S1MIG_FUZZ_EXAMPLES=$(S1MIG_FUZZ_EXAMPLES) S1MIG_FUZZ_SHRINK=$${S1MIG_FUZZ_SHRINK:-1} \
+		$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp -p no:cacheprovider -s tests/test_properties.py
 
 lint: install
 	$(BIN)/ruff check src dags expectations tests
