@@ -1,6 +1,9 @@
 """The reconciliation gate through the real DAG: breaking exactly one rule (tampered
-staging, intermediate or mart tables, after the build) stops the export with that rule
-named, its count and a sample key; the DMIN warning is recorded but does not block."""
+staging, intermediate, audit or mart tables, after the build) stops the export with that
+rule named, its count and a sample key; the DMIN warning is recorded but does not block.
+Each tamper is a mistake a model or an operator could make: a report row that drifts from
+another, a completion stated differently from the raw records, a cumulative count no daily
+report showed, marts never built for the date or built before a correction."""
 
 from __future__ import annotations
 
@@ -27,16 +30,16 @@ TAMPERS = [
         "delete from intermediate.int_rejected_records where _row_number = 999",
     ),
     (
-        "R1",  # a 006 Success row that 001 does not have (and the other way round)
-        "update marts.s1mig_006 set attempt_no = attempt_no + 10 "
-        "where completion_status = 'Success' and installation_id = 'S10000000001' and party_id = 'SUPA01'",
-        "update marts.s1mig_006 set attempt_no = attempt_no - 10 "
-        "where completion_status = 'Success' and installation_id = 'S10000000001' and party_id = 'SUPA01'",
+        "R1",  # a 001 row that 006 does not have as a Success (R3 checks 006 itself, so 001 is tampered)
+        "update marts.s1mig_001 set attempt_no = attempt_no + 10 "
+        "where installation_id = 'S10000000001' and party_id = 'SUPA01'",
+        "update marts.s1mig_001 set attempt_no = attempt_no - 10 "
+        "where installation_id = 'S10000000001' and party_id = 'SUPA01'",
     ),
     (
-        "R2",
-        "update marts.s1mig_006 set completion_reason_code = 'MVF01,DTP01' where completion_reason_code = 'MVF01'",
-        "update marts.s1mig_006 set completion_reason_code = 'MVF01' where completion_reason_code = 'MVF01,DTP01'",
+        "R2",  # a 006 reason code that is not a known code (the code list loses it)
+        "update reference.reason_codes set reason_code = 'MVF01X' where reason_code = 'MVF01'",
+        "update reference.reason_codes set reason_code = 'MVF01' where reason_code = 'MVF01X'",
     ),
     (
         "R3",  # A3 (awaiting at end of 07-30) gets a failure on 07-30 that the marts do not show
@@ -46,9 +49,38 @@ TAMPERS = [
         "delete from staging.stg_dcc__migration_events where event_id = 'E98'",
     ),
     (
+        "R3",  # 006 states another reason code than the raw records give (R2: still a known code)
+        "update marts.s1mig_006 set completion_reason_code = 'MCF02' where completion_reason_code = 'MVF01'",
+        "update marts.s1mig_006 set completion_reason_code = 'MVF01' where completion_reason_code = 'MCF02'",
+    ),
+    (
+        "R3",  # a Success reported at another time than it came true (R1 compares keys only)
+        "update marts.s1mig_006 set completed_at = completed_at + interval '1 minute' "
+        "where completion_status = 'Success'",
+        "update marts.s1mig_006 set completed_at = completed_at - interval '1 minute' "
+        "where completion_status = 'Success'",
+    ),
+    (
+        "R0",  # the marts of D were never built for D (e.g. --skip dbt_build for a date not built)
+        "update audit.mart_builds set report_date = report_date - 100 where model_name = 's1mig_004'",
+        "update audit.mart_builds set report_date = report_date + 100 where model_name = 's1mig_004'",
+    ),
+    (
+        "R0",  # a drop up to D was delivered again after the marts of D were built
+        "update raw.drop_ledger set landed_at = landed_at + interval '1 hour' where drop_date = '2020-07-30'",
+        "update raw.drop_ledger set landed_at = landed_at - interval '1 hour' where drop_date = '2020-07-30'",
+    ),
+    (
         "R4",
         "update marts.s1mig_005 set succeeded = succeeded + 1 where party_id = 'SUPA01' and succeeded > 0",
         "update marts.s1mig_005 set succeeded = succeeded - 1 where party_id = 'SUPA01' and succeeded > 1",
+    ),
+    (
+        "R4",  # a cumulative count that no daily report ever showed
+        "update marts.s1mig_005 set cumulative_succeeded = cumulative_succeeded + 1 "
+        "where party_id = 'SUPB02' and cumulative_succeeded > 0",
+        "update marts.s1mig_005 set cumulative_succeeded = cumulative_succeeded - 1 "
+        "where party_id = 'SUPB02' and cumulative_succeeded > 1",
     ),
     (
         "R5",
@@ -65,6 +97,15 @@ TAMPERS = [
         "update intermediate.int_cof_files set cof_counter = cof_counter + 1 where party_id = 'SUPB02'",
         "update intermediate.int_cof_files set cof_counter = cof_counter - 1 where party_id = 'SUPB02'",
     ),
+    (  # a second SUPA01 COF file whose counter is higher but which was generated earlier
+        "R6",
+        "insert into intermediate.int_cof_files "
+        "(party_id, cof_file_name, cof_counter, sec_party_signifier, generated_at, _drop_date, records) "
+        "select party_id, replace(cof_file_name, '_00000001', '_00000002'), 2, sec_party_signifier, "
+        "generated_at - interval '1 hour', _drop_date, 1 from intermediate.int_cof_files "
+        "where party_id = 'SUPA01' and cof_counter = 1",
+        "delete from intermediate.int_cof_files where party_id = 'SUPA01' and cof_counter = 2",
+    ),
     (
         "R7",
         "update marts.s1mig_002 set records_received = records_received + 1 where party_id = 'SUPA01'",
@@ -76,6 +117,13 @@ TAMPERS = [
         "where party_id = 'SUPA01' and not_yet_attempted > 0",
         "update marts.s1mig_010 set migrated = migrated - 1, not_yet_attempted = not_yet_attempted + 1 "
         "where party_id = 'SUPA01' and migrated > 0 and cohort = 'IOC'",
+    ),
+    (
+        "R8",  # an installation counted that the party is not responsible for (the categories still add up)
+        "update marts.s1mig_010 set eligible_installations = eligible_installations + 1, "
+        "not_yet_attempted = not_yet_attempted + 1 where party_id = 'SUPB02' and cohort = 'FOC'",
+        "update marts.s1mig_010 set eligible_installations = eligible_installations - 1, "
+        "not_yet_attempted = not_yet_attempted - 1 where party_id = 'SUPB02' and cohort = 'FOC'",
     ),
 ]
 
