@@ -20,7 +20,9 @@ def _hashes(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name not in ("evidence.json", "run-summary.html")
+        if p.is_file()
+        and p.name not in ("evidence.json", "run-summary.html")
+        and "revisions" not in p.relative_to(folder).parts
     }
 
 
@@ -62,10 +64,10 @@ def assert_run_summary(folder: Path, stdout: str) -> None:
     page = (folder / "run-summary.html").read_text()
     assert f"run summary: file://{folder / 'run-summary.html'}" in stdout
     gate = page.split('<table id="gate">')[1].split("</table>")[0]
-    for rule in ("L1", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "W1"):
+    for rule in ("R0", "L1", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "W1", "W2"):
         assert f"<td>{rule}</td>" in gate
     rows = page.split('<table id="rows">')[1].split("</table>")[0]
-    assert rows.count("<tr>") - 1 == len({p.name for p in folder.iterdir() if p.is_dir()})
+    assert rows.count("<tr>") - 1 == len({p.name for p in folder.iterdir() if p.is_dir() and p.name != "revisions"})
     for caption in ("S1MIG-010", "S1MIG-005", "S1MIG-007"):
         assert re.search(rf"<figcaption>[^<]*{caption}[^<]*</figcaption><svg", page), caption
     assert (

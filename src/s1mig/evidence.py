@@ -109,6 +109,9 @@ def build(
         "where report_date = %s and run_id = %s order by rule_id",
         (report_date, run_id),
     ).fetchall()
+    from s1mig.breaks import open_breaks
+    from s1mig.gate import inherited_counts
+
     return {
         "report_date": report_date.isoformat(),
         "run_id": run_id,
@@ -134,5 +137,9 @@ def build(
             {"rule_id": r, "rule": n, "severity": sev, "status": st, "failing_count": c, "sample_keys": list(k)}
             for r, n, sev, st, c, k in gate
         ],
+        # rule 8: per party, the installations counted as migrated that it inherited
+        "inherited": inherited_counts(conn, report_date, run_id),
+        # the break register: the warnings first seen up to D that nobody acknowledged yet
+        "open_breaks": [b.as_dict() for b in open_breaks(conn, through=report_date)],
         "outputs": files,
     }
