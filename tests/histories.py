@@ -94,6 +94,7 @@ def _grid() -> tuple[datetime, ...]:
 
 
 GRID = _grid()
+GRID_OF_DAY = {d: tuple(t for t in GRID if ref.local_day(t) == d) for d in (BEFORE, *DATES)}
 
 
 # ============================================================================ the history model
@@ -163,8 +164,11 @@ FAIL_CODES = tuple(code for code, (stage, *_rest) in REASON_CODES.items() if sta
 @st.composite
 def history(draw: st.DrawFn) -> History:
     """One installation's history; see the module docstring."""
-    anchors = sorted(draw(st.lists(st.sampled_from(GRID), min_size=1, max_size=5, unique=True)))
-    when = st.sampled_from(anchors)
+    # a few days, a few instants in each: same-day and later-day relations and ties are frequent
+    anchors: set[datetime] = set()
+    for d in draw(st.lists(st.sampled_from((BEFORE, *DATES)), min_size=1, max_size=3, unique=True)):
+        anchors |= set(draw(st.lists(st.sampled_from(GRID_OF_DAY[d]), min_size=1, max_size=3, unique=True)))
+    when = st.sampled_from(sorted(anchors))
 
     fuels = draw(st.sampled_from(("split", "single", "split", "elec", "gas")))
     first, second = draw(st.sampled_from(EARLY)), draw(st.sampled_from(EARLY))
@@ -197,20 +201,24 @@ def history(draw: st.DrawFn) -> History:
         plans = (
             ("failure", "failure", "random")
             if attempt_count > 5
-            else ("success", "late", "failure", "partial", "random")
+            else ("success", "late", "late", "failure", "partial", "random")
         )
         plan = draw(st.sampled_from(plans))
         events: list[Event] = []
         cofs: list[Cof] = []
+        core_when = when
+        if plan == "late":  # the Success before the last date, so that a later date exists
+            early = [t for t in anchors if ref.local_day(max(t, scheduled_at)) < DATES[-1]]
+            core_when = st.sampled_from(early) if early else when
         if plan in ("success", "late", "failure", "partial"):  # a COMMISSIONING PASS and COFs, some of them
             if plan in ("success", "late") or draw(st.booleans()):
-                events.append(Event(draw(when), "COMMISSIONING", None))
+                events.append(Event(draw(core_when), "COMMISSIONING", None))
             roles = ["elec", "gas"]  # one each when split; a second SUCCESS COF of the party when DUAL
             if plan == "partial":
                 roles = draw(st.lists(st.sampled_from(roles), max_size=1))
             elif plan == "failure":
                 roles = [role for role in roles if draw(st.booleans())]
-            cofs += [Cof(draw(when), role, False) for role in roles]
+            cofs += [Cof(draw(core_when), role, False) for role in roles]
         if plan == "failure":
             code = draw(st.sampled_from((*FAIL_CODES, "COF01")))
             if code == "COF01":
@@ -779,8 +787,10 @@ def coverage(packed: Packed) -> dict[str, int]:
                  "supplier/version change after completion"] += 1  # fmt: skip
         if c and ref.local_day(c.completed_at) == date(2020, 10, 25):
             seen["completed on the 25-hour day"] += 1
+    split = {av.attempt.attempt_id for av in m.attempts if len({r.party_id for r in av.parties}) == 2}
     for r in ref.late_records(wh, DATES[-1]):
         seen[f"late records ({r.kind})"] += 1
+        seen[f"late records ({r.kind}) of a split-supplier attempt"] += r.attempt_id in split
     failures_by_installation: dict[str, int] = defaultdict(int)
     for av in m.attempts:
         failures_by_installation[av.attempt.installation_id] += av.status == "Failure"
