@@ -1,9 +1,12 @@
 """s1mig_daily: the daily SMETS1 Migration Reporting run.
 
 land -> dbt_build -> reconciliation_gate -> export -> run_summary, each for one report date D (a
-Europe/London calendar day). The timetable's data interval is exactly local day D, so
-the run for D starts at the end of D. The drop must be in <landing>/<D>/; a missing or
-invalid drop fails `land` (retried for late arrival only when the folder is missing).
+Europe/London calendar day), between take_lease (a setup task: the run takes the warehouse,
+waiting while another run holds it) and release_lease (its teardown: runs whether the run
+succeeded or failed), so one run at a time uses a warehouse whatever started it. The
+timetable's data interval is exactly local day D, so the run for D starts at the end of D.
+The drop must be in <landing>/<D>/; a missing or invalid drop fails `land` (retried for
+late arrival only when the folder is missing).
 Logic lives in the `s1mig` package; this file only wires tasks together.
 """
 
@@ -44,26 +47,34 @@ DEFAULT_ARGS = {
 )
 def s1mig_daily():
     @task
+    def take_lease(**context) -> str:
+        from s1mig import airflow_support as af
+
+        return af.fail_fast(af.take_lease)(context)
+
+    @task
     def land(**context) -> dict:
         from s1mig import airflow_support as af
         from s1mig import pipeline
 
         landing, _ = af.locations(context)
-        return af.fail_fast(pipeline.land_step)(landing, af.report_date(context), af.warehouse_url())
+        step = af.leased(context, pipeline.land_step)
+        return af.fail_fast(step)(landing, af.report_date(context), af.warehouse_url())
 
     @task
     def dbt_build(**context) -> None:
         from s1mig import airflow_support as af
         from s1mig import pipeline
 
-        af.fail_fast(pipeline.dbt_step)(af.report_date(context), af.warehouse_url())
+        af.fail_fast(af.leased(context, pipeline.dbt_step))(af.report_date(context), af.warehouse_url())
 
     @task
     def reconciliation_gate(**context) -> list[dict]:
         from s1mig import airflow_support as af
         from s1mig import pipeline
 
-        return af.fail_fast(pipeline.gate_step)(af.report_date(context), context["run_id"], af.warehouse_url())
+        step = af.leased(context, pipeline.gate_step)
+        return af.fail_fast(step)(af.report_date(context), context["run_id"], af.warehouse_url())
 
     @task
     def export(**context) -> str:
@@ -71,7 +82,8 @@ def s1mig_daily():
         from s1mig import pipeline
 
         _, out = af.locations(context)
-        return af.fail_fast(pipeline.export_step)(af.report_date(context), out, af.warehouse_url(), context["run_id"])
+        step = af.leased(context, pipeline.export_step)
+        return af.fail_fast(step)(af.report_date(context), out, af.warehouse_url(), context["run_id"])
 
     @task
     def run_summary(**context) -> str:
@@ -79,9 +91,19 @@ def s1mig_daily():
         from s1mig import pipeline
 
         _, out = af.locations(context)
-        return af.fail_fast(pipeline.summary_step)(af.report_date(context), out, af.warehouse_url(), context["run_id"])
+        step = af.leased(context, pipeline.summary_step)
+        return af.fail_fast(step)(af.report_date(context), out, af.warehouse_url(), context["run_id"])
 
-    land() >> dbt_build() >> reconciliation_gate() >> export() >> run_summary()
+    @task
+    def release_lease(**context) -> None:
+        from s1mig import airflow_support as af
+
+        af.fail_fast(af.release_lease)(context)
+
+    taken = take_lease()
+    done = taken >> land() >> dbt_build() >> reconciliation_gate() >> export() >> run_summary()
+    # the teardown runs once every task is done, failed or not, if the lease was taken
+    done >> release_lease().as_teardown(setups=taken)
 
 
 s1mig_daily()

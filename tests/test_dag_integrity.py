@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from conftest import REPO
 
-EXPECTED_TASKS = ["land", "dbt_build", "reconciliation_gate", "export", "run_summary"]
+EXPECTED_TASKS = ["take_lease", "land", "dbt_build", "reconciliation_gate", "export", "run_summary", "release_lease"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,23 @@ def test_daily_dag_shape(dagbag):
         assert task.owner == "s1mig"
 
 
+def test_lease_spans_the_run(dagbag):
+    """The run lease is taken by a setup task before any work and released by its teardown,
+    which runs once every other task is done, whether they succeeded or failed."""
+    dag = dagbag.dags["s1mig_daily"]
+    take, release = dag.get_task("take_lease"), dag.get_task("release_lease")
+    assert take.is_setup and not take.is_teardown
+    assert release.is_teardown and not release.is_setup
+    assert str(release.trigger_rule) in ("all_done_setup_success", "TriggerRule.ALL_DONE_SETUP_SUCCESS")
+    assert take.task_id in release.upstream_task_ids  # the teardown belongs to this setup
+    work = [t for t in dag.tasks if t.task_id not in ("take_lease", "release_lease")]
+    for task in work:
+        assert task.task_id in take.get_flat_relative_ids(upstream=False), task.task_id
+        assert task.task_id in release.get_flat_relative_ids(upstream=True), task.task_id
+    # a failed teardown does not change the run's outcome (the lease then lapses)
+    assert not release.on_failure_fail_dagrun
+
+
 def test_dag_file_has_no_heavy_imports_at_parse_time():
     """Logic stays in the package: the DAG file imports only airflow and pendulum at top level."""
     source = (REPO / "dags" / "s1mig_daily.py").read_text()
@@ -49,8 +66,15 @@ def test_dag_file_has_no_heavy_imports_at_parse_time():
 
 
 def _in_order(dag):
-    order, task = [], dag.roots[0]
-    while task is not None:
-        order.append(task)
-        task = next(iter(task.downstream_list), None)
+    """The tasks in dependency order; the wiring must allow exactly one order."""
+    from graphlib import TopologicalSorter
+
+    sorter = TopologicalSorter({t.task_id: set(t.upstream_task_ids) for t in dag.tasks})
+    sorter.prepare()
+    order = []
+    while sorter.is_active():
+        ready = sorter.get_ready()
+        assert len(ready) == 1, f"tasks without an order between them: {ready}"
+        order.append(dag.get_task(ready[0]))
+        sorter.done(*ready)
     return order

@@ -11,8 +11,10 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO
 
 from s1mig import config, db
 
@@ -36,6 +38,10 @@ def airflow_env(url: str) -> dict[str, str]:
             "S1MIG_PROJECT_DIR": str(config.project_dir()),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "PYTHONUNBUFFERED": "1",
+            # a failed task fails the run at once: `airflow dags test` would wait out the retry delay
+            "S1MIG_TASK_RETRIES": "0",
+            # the lease records the run as started by the CLI, all its tasks in one process
+            "S1MIG_RUN_ORIGIN": "cli",
         }
     )
     return env
@@ -64,6 +70,52 @@ def ensure_airflow_db(env: dict[str, str], echo: Callable[[str], None]) -> None:
 
 
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
+# a lease message in Airflow's log line: "<time> [info     ] <message> [s1mig.lease] loc=lease.py:123"
+_LEASE_LINE = re.compile(
+    r"((?:waiting for the warehouse|the warehouse was left by a run).*?)(?:\s+\[[\w.]+\]\s+loc=\S+.*)?$"
+)
+
+
+class AirflowHomeBusy(Exception):
+    """Another `s1mig run` uses this Airflow home and did not finish within the wait."""
+
+
+@contextmanager
+def _one_dag_test(home: Path, report_date: dt.date, echo: Callable[[str], None]) -> Iterator[IO[str]]:
+    """One `airflow dags test` at a time per Airflow home ($S1MIG_HOME/airflow): a second one
+    for the same date would clear the first's task instances in the shared metadata
+    database and crash it. Waits like the warehouse lease (S1MIG_LEASE_WAIT), naming the
+    run that holds the home. The lock is inherited by `airflow dags test`, so it is held
+    until that process ends too, and the kernel releases it when they die."""
+    from s1mig import lease
+
+    wait = lease.wait_seconds()
+    started = time.monotonic()
+    last_shown = None
+    with open(home / ".dags-test.lock", "a+") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another `s1mig run`"
+                waited = time.monotonic() - started
+                if waited >= wait:
+                    raise AirflowHomeBusy(
+                        f"the Airflow home {home} is in use by {holder}; gave up after waiting {waited:.0f} s "
+                        f"(S1MIG_LEASE_WAIT={wait:g}): run again when it has finished"
+                    ) from None
+                if last_shown is None or time.monotonic() - last_shown >= lease.PROGRESS_SECONDS:
+                    last_shown = time.monotonic()
+                    echo(f"  {lease.WAITING} the Airflow home is in use by {holder}; waited {waited:.0f} of {wait:g} s")
+                time.sleep(min(lease.POLL_SECONDS, max(wait - waited, 0.05)))
+        fh.seek(0)
+        fh.truncate()
+        since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        fh.write(f"`s1mig run` for {report_date} (pid {os.getpid()}, since {since})")
+        fh.flush()
+        yield fh
 
 
 def run_dag(
@@ -93,17 +145,34 @@ def run_dag(
         cmd += ["--mark-success-pattern", "^(" + "|".join(skip) + ")$"]
     seen: set[str] = set()
     started = time.monotonic()
-    with (
-        open(log_file, "w") as log,
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc,
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            match = _TASK_START.search(line)
-            if match and match.group(1) not in seen:
-                seen.add(match.group(1))
-                echo(f"  [{time.monotonic() - started:6.1f}s] {report_date} {match.group(1)} ...")
+    with ExitStack() as stack:
+        try:
+            lock = stack.enter_context(_one_dag_test(Path(env["AIRFLOW_HOME"]), report_date, echo))
+        except AirflowHomeBusy as busy:
+            log_file.write_text(f"{busy}\n")
+            return False, str(busy), log_file
+        with (
+            open(log_file, "w") as log,
+            subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                pass_fds=(lock.fileno(),),  # `airflow dags test` holds the home's lock while it runs
+            ) as proc,
+        ):
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                match = _TASK_START.search(line)
+                if match and match.group(1) not in seen:
+                    seen.add(match.group(1))
+                    echo(f"  [{time.monotonic() - started:6.1f}s] {report_date} {match.group(1)} ...")
+                lease_line = _LEASE_LINE.search(line)
+                if lease_line:  # another run holds the warehouse: say who, while waiting
+                    echo(f"  [{time.monotonic() - started:6.1f}s] {report_date} {lease_line.group(1).strip()}")
     if notice_file.exists():
         for line in notice_file.read_text().splitlines():
             echo(f"  {line}")

@@ -1,5 +1,6 @@
 """What the DAG's tasks need from Airflow: the report date, locations and warehouse
-connection of a run, and turning our errors into task failures that do not retry."""
+connection of a run, the run's hold on the warehouse (s1mig.lease), and turning our
+errors into task failures that do not retry."""
 
 from __future__ import annotations
 
@@ -65,5 +66,81 @@ def fail_fast(func: Callable) -> Callable:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(str(err)) from err
+
+    return wrapper
+
+
+# ----------------------------------------------------------------------------- the lease
+
+LEASE_TASK = "take_lease"
+
+
+def _origin() -> tuple[str, bool]:
+    """Who started the run, and whether one process runs all its tasks: `s1mig run` runs
+    the DAG with `airflow dags test`, every task inside that one process."""
+    origin = os.environ.get("S1MIG_RUN_ORIGIN", "scheduler")
+    return origin, origin == "cli"
+
+
+def take_lease(context: dict[str, Any]) -> str:
+    """The first task: take the warehouse for this run (waiting, bounded). Returns the
+    token the other tasks confirm."""
+    from s1mig import lease
+
+    origin, run_process = _origin()
+    return lease.acquire(
+        warehouse_url(), context["run_id"], report_date(context), origin, run_process=run_process, echo=log.info
+    )
+
+
+def release_lease(context: dict[str, Any]) -> bool:
+    """The teardown: let go of the warehouse, whatever happened to the run's tasks."""
+    from s1mig import lease
+
+    token = _lease_token(context)
+    return lease.release(warehouse_url(), token, f"run {context['run_id']} ended") if token else False
+
+
+def _lease_token(context: dict[str, Any]) -> str | None:
+    ti = context.get("ti")
+    return ti.xcom_pull(task_ids=LEASE_TASK) if ti is not None else None
+
+
+def _will_retry(context: dict[str, Any]) -> float | None:
+    """Seconds until this failed try is retried, None when it is not."""
+    ti, task = context.get("ti"), context.get("task")
+    if ti is None or task is None or (ti.try_number or 0) > (getattr(ti, "max_tries", 0) or 0):
+        return None
+    delay = getattr(task, "retry_delay", None)
+    return delay.total_seconds() if delay else 0.0
+
+
+def leased(context: dict[str, Any], func: Callable) -> Callable:
+    """A task's work under the run's lease: confirmed before and after, renewed while it
+    works. A try that fails and will be retried keeps the lease over the retry delay.
+    Outside a run that took the lease (e.g. `airflow tasks test`) the task holds it alone."""
+    from s1mig import lease
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        url = warehouse_url()
+        token, run_id = _lease_token(context), context["run_id"]
+        if token is None:
+            origin, _ = _origin()
+            with lease.held(url, run_id, report_date(context), origin):
+                return func(*args, **kwargs)
+        try:
+            with lease.working(url, token, run_id):
+                return func(*args, **kwargs)
+        except S1migError:  # fails at once (fail_fast): the teardown releases
+            raise
+        except Exception:
+            delay = _will_retry(context)
+            if delay is not None:
+                try:
+                    lease.confirm(url, token, run_id, extend=delay + lease.expiry_seconds())
+                except Exception as err:  # noqa: BLE001 - the task's own error is the one to report
+                    log.warning("could not keep the lease over the retry delay: %s", err)
+            raise
 
     return wrapper

@@ -1,4 +1,4 @@
-"""The four steps of the daily run, callable from the Airflow DAG or directly.
+"""The steps of the daily run, callable from the Airflow DAG or directly.
 
 Each step reads and writes only its report date, so a retry or re-run replaces."""
 
@@ -46,15 +46,20 @@ def summary_step(report_date: dt.date, out: Path, url: str | None = None, run_id
     return str(path)
 
 
-def run_direct(landing: Path, report_date: dt.date, out: Path, run_id: str | None = None) -> str:
-    """All four steps in this process, without Airflow (benchmarks, debugging)."""
-    from s1mig import db
+def run_direct(
+    landing: Path, report_date: dt.date, out: Path, run_id: str | None = None, wait: float | None = None
+) -> str:
+    """All the steps in this process, without Airflow (benchmarks, debugging), holding the
+    warehouse's run lease around them like the DAG does (waiting at most `wait` seconds,
+    default S1MIG_LEASE_WAIT, while another run holds it)."""
+    from s1mig import db, lease
 
     url = db.warehouse_url()
     run_id = run_id or f"direct__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
-    land_step(landing, report_date, url)
-    dbt_step(report_date, url)
-    gate_step(report_date, run_id, url)
-    folder = export_step(report_date, out, url, run_id)
-    summary_step(report_date, out, url, run_id)
+    with lease.held(url, run_id, report_date, "direct", wait=wait, echo=log.info):
+        land_step(landing, report_date, url)
+        dbt_step(report_date, url)
+        gate_step(report_date, run_id, url)
+        folder = export_step(report_date, out, url, run_id)
+        summary_step(report_date, out, url, run_id)
     return folder
