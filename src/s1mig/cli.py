@@ -76,10 +76,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_land(args: argparse.Namespace) -> int:
-    from s1mig import land
+def _lease_echo(line: str) -> None:
+    print(f"s1mig: {line}", file=sys.stderr, flush=True)
 
-    result = land.land(args.landing / args.date.isoformat(), args.date)
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from s1mig import land, lease
+
+    with lease.held(None, f"s1mig land {args.date}", args.date, "cli", echo=_lease_echo):  # one run at a time
+        result = land.land(args.landing / args.date.isoformat(), args.date)
     print(f"s1mig: {result.line()}")
     return 0
 
@@ -111,14 +116,22 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+# dbt commands that write the warehouse: they wait for the run lease like a run
+DBT_WRITES = frozenset({"build", "run", "seed", "snapshot", "test", "run-operation", "clone", "retry"})
+
+
 def cmd_dbt(args: argparse.Namespace) -> int:
     """dbt with the project, profile and warehouse filled in: s1mig dbt build --vars ..."""
-    from s1mig import db, dbt
+    from s1mig import db, dbt, lease
 
     url = db.warehouse_url()
     with db.connect(url) as conn:
         db.ensure_bi_role(conn)  # the marts grant to it: a fresh warehouse has it from the first build
-    return subprocess.call(dbt.dbt_command(args.dbt_args), env=dbt.dbt_env(url))
+    command = next((a for a in args.dbt_args if not a.startswith("-")), "")
+    if command not in DBT_WRITES:
+        return subprocess.call(dbt.dbt_command(args.dbt_args), env=dbt.dbt_env(url))
+    with lease.held(url, f"s1mig dbt {command}", None, "cli", echo=_lease_echo):  # one run at a time
+        return subprocess.call(dbt.dbt_command(args.dbt_args), env=dbt.dbt_env(url))
 
 
 def build_parser() -> argparse.ArgumentParser:
