@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import REPO, run_cli
-from drops import D30, D31, build_handmade_landing
+from drops import D01, D30, D31, build_handmade_landing
 from exports import assert_exports_match_reference
 
 from s1mig import lease, pipeline
@@ -268,17 +268,17 @@ def test_a_run_with_no_wait_stops_naming_the_holder(warehouse, tmp_path, monkeyp
 
 
 def test_a_failed_run_releases_the_lease(warehouse, tmp_path):
-    """The teardown releases the lease when a task fails (here land rejects D31: D30 was
-    never landed), so the next run does not even need to find the holder dead."""
+    """The teardown releases the lease when a task fails (here land rejects the corrupt
+    drop of D01), so the next run does not even need to find the holder dead."""
     landing, out = build_handmade_landing(tmp_path / "landing"), tmp_path / "out"
-    proc = run_cli("run", "--landing", str(landing), "--date", D31.isoformat(), "--out", str(out))
-    assert proc.returncode == 1 and "has not been landed" in proc.stderr, proc.stderr
+    proc = run_cli("run", "--landing", str(landing), "--date", D01.isoformat(), "--out", str(out))
+    assert proc.returncode == 1 and f"drop {D01} rejected" in proc.stderr, proc.stderr
     assert "release_lease ..." in proc.stdout
     with psycopg.connect(warehouse) as conn:
         run_id, report_date, released_how = conn.execute(
             "select run_id, report_date, released_how from audit.run_lease where released_at is not null"
         ).fetchone()
-    assert run_id.startswith("manual__") and report_date == D31 and released_how == f"run {run_id} ended"
+    assert run_id.startswith("manual__") and report_date == D01 and released_how == f"run {run_id} ended"
 
 
 def test_a_second_run_in_the_same_home_waits_for_the_first(warehouse, tmp_path, monkeypatch):
