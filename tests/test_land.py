@@ -108,13 +108,13 @@ FAULTS = {
         lambda f: rewrite(f, "installations.csv", lambda b: b.replace(b"IOC", b"I\xffC")),
         "installations.csv",
         2,
-        "invalid byte sequence",
+        "field 2 (cohort) is not valid UTF-8: byte 0xff",
     ),
     "ragged row": (
         lambda f: rewrite(f, "migration_events.csv", lambda b: b.replace(b"FAIL,MVF01,", b"FAIL,MVF01,x,")),
         "migration_events.csv",
         3,
-        "extra data after last expected column",
+        "has 8 fields; migration_events has 7",
     ),
     "truncated gzip": (_gz_truncated, "migration_events.csv.gz", None, "truncated"),
     "manifest json": (
@@ -126,13 +126,13 @@ FAULTS = {
     "manifest date": (
         lambda f: edit_manifest(f, lambda m: m.update(drop_date="2020-07-29")),
         "manifest.json",
-        None,
-        "folder says 2020-07-30",
+        1,  # the manifest is one line: every value is on line 1
+        "the folder says 2020-07-30",
     ),
     "extract missing from manifest": (
         lambda f: edit_manifest(f, lambda m: m["extracts"].pop()),
         "manifest.json",
-        None,
+        1,
         "extracts missing from manifest: exclusions",
     ),
     "bom": (

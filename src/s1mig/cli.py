@@ -81,10 +81,41 @@ def _lease_echo(line: str) -> None:
 
 
 def cmd_land(args: argparse.Namespace) -> int:
-    from s1mig import land, lease
+    """Land one drop (--first: as the warehouse's first drop), or take one back (--undo D).
+    Every failure is one line: a rejected drop (its quarantine record is written), a
+    setting, the database; anything unexpected too, its traceback in a log file."""
+    import traceback
 
-    with lease.held(None, f"s1mig land {args.date}", args.date, "cli", echo=_lease_echo):  # one run at a time
-        result = land.land(args.landing / args.date.isoformat(), args.date)
+    import psycopg
+
+    from s1mig import config, land, lease
+
+    if args.undo is not None:
+        if args.landing is not None or args.date is not None or args.first:
+            return _err("s1mig land --undo D takes no other option (it needs no drop folder)")
+        day, what = args.undo, f"s1mig land --undo {args.undo}"
+    elif args.landing is None or args.date is None:
+        return _err("s1mig land needs --landing DIR and --date D (or --undo D to take a landing back)")
+    else:
+        day, what = args.date, f"s1mig land {args.date}"
+    try:
+        with lease.held(None, what, day, "cli", echo=_lease_echo):  # one run at a time
+            if args.undo is not None:
+                result = land.undo(args.undo)
+            else:
+                first = args.date if args.first else None
+                result = land.land(args.landing / args.date.isoformat(), args.date, first_drop=first)
+    except (S1migError, DropMissing):
+        raise
+    except psycopg.OperationalError as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        return _err(f"{what}: the warehouse database failed or cannot be reached: {lines[-1].strip()}")
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches the user
+        logs = config.home() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"s1mig-land-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.log"
+        path.write_text(traceback.format_exc())
+        return _err(f"{what}: unexpected error ({type(exc).__name__}); the traceback is in {path}")
     print(f"s1mig: {result.line()}")
     return 0
 
@@ -166,9 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("land", help="verify and land one drop into the raw layer")
-    p.add_argument("--landing", type=Path, required=True)
-    p.add_argument("--date", type=_date, required=True)
+    p = sub.add_parser(
+        "land",
+        help="verify and land one drop into the raw layer (or take one back: --undo D)",
+        description="s1mig land --landing DIR --date D [--first] verifies the drop DIR/D/ and lands it; "
+        "s1mig land --undo D takes the latest landing of D back (docs/landing.md).",
+    )
+    p.add_argument("--landing", type=Path, help="folder holding <YYYY-MM-DD>/ drops")
+    p.add_argument("--date", type=_date, help="the drop's date D (YYYY-MM-DD)")
+    p.add_argument(
+        "--first",
+        action="store_true",
+        help="land D as the warehouse's first drop (it carries all history before D); or set S1MIG_FIRST_DROP=D",
+    )
+    p.add_argument(
+        "--undo",
+        type=_date,
+        metavar="D",
+        help="take back the latest landing of drop D (only when no later drop is landed); recorded in raw.drop_ledger",
+    )
     p.set_defaults(func=cmd_land)
 
     p = sub.add_parser("db", help="the embedded PostgreSQL: start, stop, url")

@@ -3,8 +3,12 @@ with a default that works from a clone of the repository."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from pathlib import Path
+
+from s1mig.errors import ConfigInvalid
 
 
 def project_dir() -> Path:
@@ -34,3 +38,74 @@ def landing_dir() -> Path:
 
 def export_dir() -> Path:
     return Path(os.environ.get("S1MIG_EXPORT_DIR", str(home() / "exports"))).resolve()
+
+
+# ----------------------------------------------------------------------------- landing limits
+# Sized for a national drop (docs/landing.md, "Limits"): the first drop of a 15-million
+# installation base holds a 1.3 GB installations file (82 bytes a row), a day of ~200,000
+# attempts about 70 MB, and no record of the contract is longer than ~5 KB even at its
+# field lengths' limits (64/256 characters, every character quoted twice).
+
+GiB = 1 << 30
+MiB = 1 << 20
+KiB = 1 << 10
+_UNITS = {"": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB, "g": GiB, "gb": GiB, "gib": GiB}
+
+
+def _bytes_setting(name: str, default: int) -> int:
+    """A size from the environment: a whole number of bytes or with a unit (64K, 512M, 4G;
+    binary units: K = 1024)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    m = re.fullmatch(r"(\d{1,15})\s*([A-Za-z]*)", text)
+    if not m or m.group(2).lower() not in _UNITS or int(m.group(1)) <= 0:
+        raise ConfigInvalid(f"{name} must be a size in bytes such as 65536, 64K, 512M or 4G, not {text[:40]!r}")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def _count_setting(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not re.fullmatch(r"\d{1,15}", text):
+        raise ConfigInvalid(f"{name} must be a whole number, not {text[:40]!r}")
+    return int(text)
+
+
+def land_max_file_bytes() -> int:
+    """S1MIG_LAND_MAX_FILE_BYTES (default 4G): the most bytes one extract may hold, as
+    delivered and once decompressed. A gzip bomb stops here."""
+    return _bytes_setting("S1MIG_LAND_MAX_FILE_BYTES", 4 * GiB)
+
+
+def land_max_line_bytes() -> int:
+    """S1MIG_LAND_MAX_LINE_BYTES (default 64K): the longest record (one line, or several when
+    a quoted field holds line breaks). A file without line feeds stops here."""
+    return _bytes_setting("S1MIG_LAND_MAX_LINE_BYTES", 64 * KiB)
+
+
+def land_max_multiline_records() -> int:
+    """S1MIG_LAND_MAX_MULTILINE_RECORDS (default 10000): the most records of one file that
+    span several lines (a quoted field holding a line break)."""
+    return _count_setting("S1MIG_LAND_MAX_MULTILINE_RECORDS", 10_000)
+
+
+def land_max_manifest_bytes() -> int:
+    """S1MIG_LAND_MAX_MANIFEST_BYTES (default 1M): the largest manifest.json (a real one
+    is under 2 KB)."""
+    return _bytes_setting("S1MIG_LAND_MAX_MANIFEST_BYTES", MiB)
+
+
+def first_drop() -> dt.date | None:
+    """S1MIG_FIRST_DROP: the date chosen as the warehouse's first drop (it carries all history
+    before it), or None when not configured."""
+    text = os.environ.get("S1MIG_FIRST_DROP", "").strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ConfigInvalid(f"S1MIG_FIRST_DROP must be a date (YYYY-MM-DD), not {text[:40]!r}")

@@ -42,3 +42,24 @@ class DropMissing(Exception):
 
     def __init__(self, drop_date: str, path: str):
         super().__init__(f"drop {drop_date} not found: {path} does not exist (not delivered yet?)")
+
+
+class DropOutOfSequence(DropRejected):
+    """The drop itself may be sound, but its date cannot be landed now: a gap before it,
+    a date before the warehouse's first drop, or not the first drop that was chosen. The
+    message says how to proceed."""
+
+    def __init__(self, drop_date: str, problem: str):
+        self.drop_date = drop_date
+        self.file = ""
+        self.line = None
+        self.problem = problem
+        S1migError.__init__(self, f"drop {drop_date} not landed: {problem}")
+
+
+class ConfigInvalid(S1migError):
+    """An S1MIG_* setting has a value that cannot be used; the message names it."""
+
+
+class NothingToUndo(S1migError):
+    """`s1mig land --undo D` found no landing of D it may take back; the message says why."""
