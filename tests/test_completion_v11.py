@@ -152,6 +152,16 @@ def test_v11_completions_late_records_and_the_break_register(warehouse, tmp_path
         ("attempt A1 party SUPB02", D31, "open"),
     ]
     assert sum("FAIL event E19" in i for i, _, _ in found) == 2 and sum(COF_B2 in i for i, _, _ in found) == 1
+    evidence = json.loads((d31 / "evidence.json").read_text())
+    assert sorted(b["instance"].split(":")[0] for b in evidence["open_breaks"] if b["rule_id"] == "W2") == [
+        "attempt A1 party SUPA01",
+        "attempt A1 party SUPB02",
+        "attempt A1 party SUPB02",
+    ]
+    # rule 8: I1's gas passed to SUPC03 after A1's Success listed SUPA01 and SUPB02; I3's gas
+    # passed to SUPB02 after A3 was scheduled (A3's Success on 07-31 lists only SUPA01, DUAL)
+    assert evidence["inherited"] == {"SUPB02": 1, "SUPC03": 1}
+    assert json.loads((d30 / "evidence.json").read_text())["inherited"] == {}
     register = (d31 / "run-summary.html").read_text().split('id="breaks"')[1].split("</table>")[0]
     assert register.count("FAIL event E19") == 2 and COF_B2 in register
 
