@@ -1075,10 +1075,10 @@ def _land(
         with db.connect(url) as conn:
             ensure_raw_schema(conn)
             with conn.transaction():  # cheap checks first: nothing to read when nothing can land
+                _check_sequence(conn, drop_date, first_drop)
                 if _current(conn, drop_date) == fingerprint:
                     log.info("drop %s: identical delivery already landed, nothing to do", ds)
                     return LandResult(drop_date, "unchanged", fingerprint, {})
-                _check_sequence(conn, drop_date, first_drop)
             verified = []
             for entry, fh in zip(entries, files, strict=True):
                 verified.append(_verify(fh, entry, ds, limits, progress))
@@ -1088,11 +1088,11 @@ def _land(
             try:
                 with conn.transaction():
                     conn.execute("select pg_advisory_xact_lock(%s)", (LANDING_LOCK,))
+                    first = _check_sequence(conn, drop_date, first_drop)
                     current = _current(conn, drop_date)
                     if current == fingerprint:
                         log.info("drop %s: identical delivery already landed, nothing to do", ds)
                         return LandResult(drop_date, "unchanged", fingerprint, {})
-                    first = _check_sequence(conn, drop_date, first_drop)
                     conn.execute("select set_config('s1mig.drop_date', %s, true)", (ds,))
                     rows: dict[str, int] = {}
                     for entry, fh, checked in zip(entries, files, verified, strict=True):
