@@ -1,7 +1,8 @@
 """s1mig_daily: the daily SMETS1 Migration Reporting run.
 
-land -> dbt_build -> reconciliation_gate -> export -> run_summary, each for one report date D (a
-Europe/London calendar day), between take_lease (a setup task: the run takes the warehouse,
+land -> dbt_build -> reconciliation_gate -> export -> run_summary -> restate_later_dates, each
+for one report date D (a Europe/London calendar day; the last one, after a correction of D,
+builds, gates and exports again every later date already exported), between take_lease (a setup task: the run takes the warehouse,
 waiting while another run holds it) and release_lease (its teardown: runs whether the run
 succeeded or failed), so one run at a time uses a warehouse whatever started it. The
 timetable's data interval is exactly local day D, so the run for D starts at the end of D.
@@ -95,13 +96,25 @@ def s1mig_daily():
         return af.fail_fast(step)(af.report_date(context), out, af.warehouse_url(), context["run_id"])
 
     @task
+    def restate_later_dates(**context) -> list[str]:
+        from s1mig import airflow_support as af
+        from s1mig import pipeline
+
+        _, out = af.locations(context)
+        landed = context["ti"].xcom_pull(task_ids="land") or {}  # none when `land` was skipped
+        step = af.leased(context, pipeline.restate_step)
+        return af.fail_fast(step)(
+            af.report_date(context), out, af.warehouse_url(), context["run_id"], landed.get("status")
+        )
+
+    @task
     def release_lease(**context) -> None:
         from s1mig import airflow_support as af
 
         af.fail_fast(af.release_lease)(context)
 
     taken = take_lease()
-    done = taken >> land() >> dbt_build() >> reconciliation_gate() >> export() >> run_summary()
+    done = taken >> land() >> dbt_build() >> reconciliation_gate() >> export() >> run_summary() >> restate_later_dates()
     # the teardown runs once every task is done, failed or not, if the lease was taken
     done >> release_lease().as_teardown(setups=taken)
 

@@ -7,7 +7,16 @@ from datetime import timedelta
 import pytest
 from conftest import REPO
 
-EXPECTED_TASKS = ["take_lease", "land", "dbt_build", "reconciliation_gate", "export", "run_summary", "release_lease"]
+EXPECTED_TASKS = [
+    "take_lease",
+    "land",
+    "dbt_build",
+    "reconciliation_gate",
+    "export",
+    "run_summary",
+    "restate_later_dates",
+    "release_lease",
+]
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,13 @@ files must equal what the independent reference computes from the raw drops."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import REPO, run_cli
-from drops import D01, D30, D31, build_handmade_landing
+from drops import D01, D30, D31, append_rows, build_handmade_landing, event
 from exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
@@ -92,8 +93,27 @@ def test_handmade_drops_end_to_end(warehouse, tmp_path):
 
     # a re-run of an earlier date, after later drops landed, rewrites byte-identical files
     before = _hashes(out / D30.isoformat())
+    later = _hashes(out / D31.isoformat())
     run_cli("run", "--landing", str(landing), "--date", D30.isoformat(), "--out", str(out), check=True)
     assert _hashes(out / D30.isoformat()) == before
+    assert _hashes(out / D31.isoformat()) == later  # nothing to restate
+
+    # a correction of 07-30 (A3 fails at 15:00Z: no longer a Success of 07-31) restates 07-31
+    # in the same run, through the DAG's restate_later_dates task
+    append_rows(
+        landing / D30.isoformat(),
+        "migration_events",
+        [event("E99", "A3", "COMMISSIONING", 53, "FAIL", "2020-07-30T15:00:00Z", "COM02")],
+    )
+    proc = run_cli("run", "--landing", str(landing), "--date", D30.isoformat(), "--out", str(out), check=True)
+    assert "restate_later_dates" in proc.stdout
+    for day in (D30, D31):
+        folder = out / day.isoformat()
+        assert json.loads((folder / "manifest.json").read_text())["revision"] == 2, day
+        assert (folder / "revisions" / "1" / "manifest.json").is_file(), day
+        assert_exports_match_reference(landing, out, day)
+    cause = json.loads((out / D31.isoformat() / "evidence.json").read_text())["restatement"]
+    assert cause["corrected_drop"]["drop_date"] == D30.isoformat()
 
     # the corrupt third drop is rejected whole with the file and the problem named
     with psycopg.connect(warehouse) as conn:

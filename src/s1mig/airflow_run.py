@@ -19,7 +19,7 @@ from typing import IO
 from s1mig import config, db
 
 DAG_ID = "s1mig_daily"
-TASKS = ("land", "dbt_build", "reconciliation_gate", "export", "run_summary")
+TASKS = ("land", "dbt_build", "reconciliation_gate", "export", "run_summary", "restate_later_dates")
 
 
 def airflow_env(url: str) -> dict[str, str]:
@@ -127,7 +127,7 @@ def run_dag(
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(sorted(unknown))}; tasks are {', '.join(TASKS)}")
     if "export" in skip:  # nothing exported: nothing to summarise
-        skip = (*skip, "run_summary")
+        skip = (*skip, "run_summary", "restate_later_dates")
     url = db.warehouse_url()
     env = airflow_env(url)
     ensure_airflow_db(env, echo)

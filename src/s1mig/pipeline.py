@@ -46,6 +46,23 @@ def summary_step(report_date: dt.date, out: Path, url: str | None = None, run_id
     return str(path)
 
 
+def restate_step(
+    report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct", land_status: str | None = None
+) -> list[str]:
+    """After D's own export: when D's landing replaced an earlier delivery (a correction),
+    or an exported later date still reflects a replaced delivery (a restatement that
+    stopped half way), build, gate and export again every later date exported to `out`,
+    in date order (spec "Runs, corrections and restatement")."""
+    from s1mig import restate
+
+    if land_status != "replaced" and not restate.stale_dates(out, url, after=report_date):
+        return []
+    restated = restate.restate_later_dates(report_date, out, url, run_id, echo=log.info)
+    if restated:
+        log.info("restated %d later date(s) after %s: %s", len(restated), report_date, ", ".join(map(str, restated)))
+    return [d.isoformat() for d in restated]
+
+
 def run_direct(
     landing: Path, report_date: dt.date, out: Path, run_id: str | None = None, wait: float | None = None
 ) -> str:
@@ -57,9 +74,10 @@ def run_direct(
     url = db.warehouse_url()
     run_id = run_id or f"direct__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     with lease.held(url, run_id, report_date, "direct", wait=wait, echo=log.info):
-        land_step(landing, report_date, url)
+        landed = land_step(landing, report_date, url)
         dbt_step(report_date, url)
         gate_step(report_date, run_id, url)
         folder = export_step(report_date, out, url, run_id)
         summary_step(report_date, out, url, run_id)
+        restate_step(report_date, out, url, run_id, landed["status"])
     return folder
