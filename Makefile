@@ -38,10 +38,10 @@ test: install
 	mkdir -p $(S1MIG_HOME)
 	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp
 
-# Property-based fuzzing (tests/test_properties.py): `make test` checks 200 random
-# histories from a fixed seed; `make fuzz` checks S1MIG_FUZZ_EXAMPLES (2000) from a new
+# Property-based fuzzing (tests/test_properties.py): `make test` checks 400 random
+# histories from a fixed seed; `make fuzz` checks S1MIG_FUZZ_EXAMPLES (5000) from a new
 # seed, printed first. Reproduce a failure with S1MIG_FUZZ_SEED=<seed> make fuzz.
-S1MIG_FUZZ_EXAMPLES ?= 2000
+S1MIG_FUZZ_EXAMPLES ?= 5000
 fuzz: install
 	mkdir -p $(S1MIG_HOME)
 	@seed=$${S1MIG_FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
