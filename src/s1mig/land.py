@@ -111,8 +111,8 @@ class UndoResult:
         if self.built_by_dbt:
             text += (
                 "; dbt had built it: rebuild staging before the next run with "
-                "`s1mig dbt build --full-refresh --select staging intermediate --vars '{report_date: "
-                f"{self.drop_date - dt.timedelta(days=1)}}}'`"
+                "`s1mig dbt build --full-refresh --select staging intermediate --vars '{report_date: \""
+                f"{self.drop_date - dt.timedelta(days=1)}\"}}'`"
             )
         return text
 
