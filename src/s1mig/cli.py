@@ -108,8 +108,9 @@ def cmd_land(args: argparse.Namespace) -> int:
     except (S1migError, DropMissing):
         raise
     except psycopg.OperationalError as exc:
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        return _err(f"{what}: the warehouse database failed or cannot be reached: {lines[-1].strip()}")
+        lines = [ln.strip() for ln in str(exc).strip().splitlines()] or [type(exc).__name__]
+        detail = lines[0] if len(lines) == 1 else f"{lines[0]} ({lines[-1]})"
+        return _err(f"{what}: the warehouse database failed or cannot be reached: {detail}")
     except Exception as exc:  # noqa: BLE001 - no traceback reaches the user
         logs = config.home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
