@@ -2,12 +2,13 @@
 
 land -> dbt_build -> reconciliation_gate -> export -> run_summary -> restate_later_dates, each
 for one report date D (a Europe/London calendar day; the last one, after a correction of D,
-builds, gates and exports again every later date already exported), between take_lease (a setup task: the run takes the warehouse,
-waiting while another run holds it) and release_lease (its teardown: runs whether the run
-succeeded or failed), so one run at a time uses a warehouse whatever started it. The
-timetable's data interval is exactly local day D, so the run for D starts at the end of D.
-The drop must be in <landing>/<D>/; a missing or invalid drop fails `land` (retried for
-late arrival only when the folder is missing).
+builds, gates and exports again every later date already exported), between take_lease
+(a setup task: the run takes the warehouse, waiting while another run holds it) and
+release_lease (its teardown: runs whether the run succeeded or failed), so one run at a
+time uses a warehouse whatever started it. The timetable's data interval is exactly local
+day D, so the run for D starts at the end of D. The drop must be in <landing>/<D>/; a
+missing or invalid drop fails `land` (retried for late arrival only when the folder is
+missing).
 Logic lives in the `s1mig` package; this file only wires tasks together.
 """
 
