@@ -540,12 +540,14 @@ order by party_id
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
 day_failures as (
-    select attempt_id, 'FAIL event ' || event_id || ' (' || reason_code || ' at ' || event_ts || ')' as what,
+    select attempt_id, 'FAIL event ' || event_id || ' (' || reason_code || ' at '
+        || to_char(event_ts at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')' as what,
         null::text as party_id, (event_ts at time zone 'Europe/London')::date as record_date
     from staging.stg_dcc__migration_events
     where _drop_date = {report_date} and outcome = 'FAIL'
     union all
-    select attempt_id, 'FAILURE COF ' || cof_file_name || ' (' || reason_code || ' at ' || generated_at || ')',
+    select attempt_id, 'FAILURE COF ' || cof_file_name || ' (' || reason_code || ' at '
+        || to_char(generated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')',
         party_id, (generated_at at time zone 'Europe/London')::date
     from staging.stg_dcc__cof_records
     where _drop_date = {report_date} and response = 'FAILURE'
