@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -41,18 +42,26 @@ def server_url(s1mig_home) -> str:
     return base
 
 
-@pytest.fixture
-def warehouse(server_url, monkeypatch) -> Iterator[str]:
-    """A brand-new, empty warehouse database; S1MIG_DATABASE_URL points at it."""
-    name = f"s1mig_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_database(server_url: str, name: str | None = None) -> Iterator[str]:
+    """A brand-new, empty database on the test server (dropped afterwards); its URL."""
+    name = name or f"s1mig_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     parts = db.url_parts(server_url)
-    url = db.url_from_parts(parts["host"], parts["port"], parts["user"], parts["password"], name)
-    monkeypatch.setenv("S1MIG_DATABASE_URL", url)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    try:
+        yield db.url_from_parts(parts["host"], parts["port"], parts["user"], parts["password"], name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def warehouse(server_url, monkeypatch) -> Iterator[str]:
+    """A brand-new, empty warehouse database; S1MIG_DATABASE_URL points at it."""
+    with fresh_database(server_url) as url:
+        monkeypatch.setenv("S1MIG_DATABASE_URL", url)
+        yield url
 
 
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:

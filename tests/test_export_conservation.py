@@ -15,9 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import fresh_database
 from drops import D30, build_handmade_landing
 
-from s1mig import db, export, pipeline
+from s1mig import export, pipeline
 from s1mig.errors import GateBlocked
 
 pytestmark = pytest.mark.integration
@@ -28,20 +29,13 @@ STRANGER = "ZZZZ99"  # a well-formed party id that no drop ever delivered
 @pytest.fixture(scope="module")
 def built(server_url, tmp_path_factory) -> Iterator[str]:
     """A warehouse with D30 landed, built and gated (run id "r9-gate"); its URL."""
-    name = f"s1mig_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    parts = db.url_parts(server_url)
-    url = db.url_from_parts(parts["host"], parts["port"], parts["user"], parts["password"], name)
-    with pytest.MonkeyPatch.context() as mp:
+    with fresh_database(server_url) as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("S1MIG_DATABASE_URL", url)
         landing = build_handmade_landing(tmp_path_factory.mktemp("landing"))
         pipeline.land_step(landing, D30, url)
         pipeline.dbt_step(D30, url)
         pipeline.gate_step(D30, "r9-gate", url)
         yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 def _bytes(folder: Path) -> dict[str, bytes]:

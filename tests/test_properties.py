@@ -181,9 +181,7 @@ def shrink(differences, packed, landing, server_url, monkeypatch, tmp_path) -> s
     all its one-step reductions (histories.reductions) packed into ONE build per round on a
     fresh warehouse; the smallest variant that still differs is kept, until none does or
     SHRINK_ROUNDS. Only differences that point at exactly one history count."""
-    import psycopg
-
-    from s1mig import db
+    from conftest import fresh_database
 
     def failing(diffs, pk, land) -> set[int]:
         return {owners[0] for diff in diffs if "what" not in diff and len(owners := implicated(diff, pk, land)) == 1}
@@ -197,18 +195,10 @@ def shrink(differences, packed, landing, server_url, monkeypatch, tmp_path) -> s
     last = None  # (pack, its differences, landing, index) of the smallest failing history so far
     for n in range(SHRINK_ROUNDS):
         batch = {0: current, **{i: v for i, v in enumerate(H.reductions(current), start=1)}}
-        name = f"s1mig_shrink_{os.getpid()}_{n}"
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'create database "{name}"')
-        parts = db.url_parts(server_url)
-        url = db.url_from_parts(parts["host"], parts["port"], parts["user"], parts["password"], name)
-        monkeypatch.setenv("S1MIG_DATABASE_URL", url)
-        try:
+        with fresh_database(server_url, f"s1mig_shrink_{os.getpid()}_{n}") as url:
+            monkeypatch.setenv("S1MIG_DATABASE_URL", url)
             batch_packed = H.pack(batch)
             land, diffs = build_and_compare(batch_packed, tmp_path / f"shrink{n}", url, "(shrinking)")
-        finally:
-            with psycopg.connect(server_url, autocommit=True) as conn:
-                conn.execute(f'drop database if exists "{name}" with (force)')
         bad = failing(diffs, batch_packed, land)
         if 0 not in bad and last is None:
             return lines[0] + " it does not differ alone (the difference needs other histories of the pack)"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import fresh_database
 from drops import D01, D30, D31, I5, append_rows, build_handmade_landing, edit_rows, event, write_drop
 
-from s1mig import db, export, pipeline, restate
+from s1mig import export, pipeline, restate
 from s1mig.errors import S1migError
 
 pytestmark = pytest.mark.integration
@@ -165,12 +165,7 @@ def test_correction_restates_later_exported_dates(warehouse, server_url, tmp_pat
     shutil.rmtree(stray)
 
     # a fresh warehouse, the corrected drops run day by day: the same report files
-    fresh_name = f"s1mig_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{fresh_name}"')
-    try:
-        parts = db.url_parts(server_url)
-        fresh = db.url_from_parts(parts["host"], parts["port"], parts["user"], parts["password"], fresh_name)
+    with fresh_database(server_url) as fresh:
         monkeypatch.setenv("S1MIG_DATABASE_URL", fresh)
         serial = tmp_path / "serial"
         for day in DAYS:
@@ -179,7 +174,4 @@ def test_correction_restates_later_exported_dates(warehouse, server_url, tmp_pat
             assert _reports(out / day.isoformat()) == _reports(serial / day.isoformat()), day
             assert _manifest(out / day.isoformat())["files"] == _manifest(serial / day.isoformat())["files"], day
             assert _manifest(serial / day.isoformat())["revision"] == 1
-    finally:
         monkeypatch.setenv("S1MIG_DATABASE_URL", warehouse)
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{fresh_name}" with (force)')
