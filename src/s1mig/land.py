@@ -1112,7 +1112,7 @@ def _land(
                         "values (%s, %s, %s, %s)",
                         (drop_date, fingerprint, json.dumps(manifest), json.dumps(rows)),
                     )
-            except BaseException:
+            except Exception:  # not on Ctrl-C / SIGTERM: stop at once, autovacuum cleans up
                 if touched:
                     _vacuum_after_rollback(conn, touched)
                 raise
