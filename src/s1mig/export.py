@@ -15,17 +15,32 @@ first time and +1 each time the date's report files change (compared through the
 manifest's file list: path, party, report, rows and sha256 of every file); an identical
 re-run keeps the revision. When a new revision is published, everything the previous
 one had in the date folder (party files, manifest, evidence, run summary) is kept under
-<out>/<D>/revisions/<n>/."""
+<out>/<D>/revisions/<n>/.
+
+Crash safety: an export is killed at any point (while writing its temporary folder
+.<D>.tmp-<pid>, while linking the kept revision into it, between the publishing exchange
+and the removal of the folder it replaced, between the two renames where the system has
+no exchange) and the date keeps its last good files: the published folder is only ever
+replaced by an atomic exchange with a complete one. What a killed export leaves is hidden
+folders beside the dates; every export into an out folder first recovers them all, under
+a lock on the out folder (one export at a time there): a date folder that an interrupted
+two-rename publish took away (.<D>.old-<pid>, the published export) is put back, and every
+other leftover (an unpublished temporary folder, or the folder an exchange replaced, whose
+content is the published one's kept revision or identical report files) is removed."""
 
 from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -364,6 +379,73 @@ def _carry_revisions(target: Path, tmp: Path, previous: dict | None, revision: i
             _link_entry(entry, keep / entry.name)
 
 
+# ----------------------------------------------------------------------------- crash recovery
+
+# what an export leaves beside the date folders while it works: .<D>.tmp-<pid> (the folder
+# being written; after an exchange, the folder it replaced) and .<D>.old-<pid> (the
+# published folder, between the two renames where the system has no exchange)
+_LEFTOVER = re.compile(r"\.(\d{4}-\d{2}-\d{2})\.(tmp|old)-\d+")
+
+
+@contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """One export at a time per out folder (two warehouses may export into one): an
+    exclusive lock on the folder itself, so nothing is added to it; the kernel releases
+    it when the holder dies. A lock file where the folder cannot be locked."""
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            raise
+    except OSError:
+        fd = os.open(out / ".s1mig-export.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _published_revision(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / "manifest.json").read_text()).get("revision", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def recover(out: Path) -> list[str]:
+    """Finish what interrupted exports left in `out` (hold out_lock): for each date, a
+    published folder that the two-rename publish took away (.<D>.old-<pid>) while the date
+    folder is absent is put back; every other leftover is removed (the date folder, when
+    present, is complete: only whole folders are ever swapped in). Returns one line per
+    action (also logged)."""
+    found: dict[str, list[tuple[str, Path]]] = {}
+    for entry in out.iterdir():
+        match = _LEFTOVER.fullmatch(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink():
+            found.setdefault(match.group(1), []).append((match.group(2), entry))
+    actions: list[str] = []
+    for ds, leftovers in sorted(found.items()):
+        target = out / ds
+        olds = [path for kind, path in leftovers if kind == "old"]
+        if olds and not target.exists():
+            back = max(olds, key=_published_revision)
+            back.rename(target)
+            actions.append(
+                f"export {ds}: put back the published export (revision {_published_revision(target)}) that an "
+                f"interrupted export had moved to {back.name}"
+            )
+        for _, path in leftovers:
+            if path.exists():
+                shutil.rmtree(path)
+                actions.append(f"export {ds}: removed {path.name}, left by an interrupted export")
+    for line in actions:
+        log.warning(line)
+    return actions
+
+
 def export_date(
     report_date: dt.date,
     out: Path,
@@ -375,8 +457,15 @@ def export_date(
     <out>/<D>/manifest.json and <out>/<D>/evidence.json (also kept in
     audit.export_evidence), check rule R9 on the written files and only then publish
     them. `restatement` names the corrected drop that caused this export (restate.py).
-    Returns the date folder; raises GateBlocked (nothing published) when R9 fails."""
+    Returns the date folder; raises GateBlocked (nothing published) when R9 fails.
+    First recovers whatever an interrupted export left in `out` (recover)."""
     out.mkdir(parents=True, exist_ok=True)
+    with out_lock(out):
+        recover(out)
+        return _export(report_date, out, url, run_id, restatement)
+
+
+def _export(report_date: dt.date, out: Path, url: str | None, run_id: str, restatement: dict | None) -> Path:
     ds, compact = report_date.isoformat(), report_date.strftime("%Y%m%d")
     target = out / ds
     previous = previous_manifest(target)
