@@ -172,6 +172,19 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
         assert [to for _, to in _installation_versions(conn, dropped)] == [None]
     assert _assert_full_rebuild_holds_the_same(warehouse, days[3]) != corrected
 
+    # the latest landing taken back (s1mig land --undo): the next incremental build drops
+    # that date's rows from every layer, as a full rebuild from raw would
+    run_cli("land", "--undo", str(days[3]), check=True)
+    _run_layers(days[2])
+    with psycopg.connect(warehouse) as conn:
+        for table in ("stg_dcc__migration_events", "stg_dcc__migration_attempts", "stg_dcc__installations"):
+            count = conn.execute(f"select count(*) from staging.{table} where _drop_date = %s", (days[3],))
+            assert count.fetchone() == (0,), table
+        assert conn.execute(
+            "select count(*) from intermediate.int_attempt_completion_versions where valid_from = %s", (days[3],)
+        ).fetchone() == (0,)
+    _assert_full_rebuild_holds_the_same(warehouse, days[2])
+
 
 def _as_a_former_release_left_it(url: str) -> None:
     """stg_dcc__installations as a view, as releases with staging views left it: dbt then

@@ -44,7 +44,9 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The pending drop dates of this model, as a subquery yielding drop_date. -#}
+{#- The pending drop dates of this model, as a subquery yielding drop_date: the
+    deliveries it has not logged, and the dates it logged that no longer have a current
+    delivery (a landing taken back with `s1mig land --undo`: their rows are deleted). -#}
 {% macro pending_drop_dates(upstream=none) -%}
     (
         select available.drop_date
@@ -57,6 +59,17 @@
                     and logged.drop_date = available.drop_date
                     and logged.landed_at = available.landed_at
             )
+
+            union
+
+            select withdrawn.drop_date
+            from {{ delivery_log() }} as withdrawn
+            where
+                withdrawn.model_name = '{{ this.identifier }}'
+                and not exists (
+                    select 1 from {{ available_deliveries(upstream) }} as still_available
+                    where still_available.drop_date = withdrawn.drop_date
+                )
         {%- endif %}
     )
 {%- endmacro %}
