@@ -109,11 +109,7 @@ class UndoResult:
             "raw.drop_ledger keeps it with an undo row)"
         )
         if self.built_by_dbt:
-            text += (
-                "; dbt had built it: rebuild staging before the next run with "
-                "`s1mig dbt build --full-refresh --select staging intermediate --vars '{report_date: \""
-                f"{self.drop_date - dt.timedelta(days=1)}\"}}'`"
-            )
+            text += "; dbt had built it: the next build removes its rows from staging and intermediate"
         return text
 
 
