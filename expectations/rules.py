@@ -32,12 +32,13 @@ class Rule:
 # did not list it). Also read for the evidence (INHERITED_SQL).
 MIGRATED_BY_PARTY_CTES = """
 bounds as (select (({report_date} + 1)::timestamp at time zone 'Europe/London') as day_end),
+-- the version in force at the end of D: through valid_to (staging's grain makes
+-- (installation_id, effective_from) unique), a scan without a sort of every version;
+-- 010 finds it another way (the latest effective_from, int_installation_responsibilities_eod)
 installations_at_end as (
-    select distinct on (i.installation_id)
-        i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
+    select i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
     from staging.stg_dcc__installations as i, bounds
-    where i.effective_from < bounds.day_end
-    order by i.installation_id, i.effective_from desc, i._drop_date desc, i._row_number desc
+    where i.effective_from < bounds.day_end and (i.valid_to is null or i.valid_to >= bounds.day_end)
 ),
 responsible as (
     select installation_id, elec_supplier_id as party_id from installations_at_end
