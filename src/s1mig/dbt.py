@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from s1mig import config, db
-from s1mig.errors import DbtFailed
+from s1mig.errors import DatabaseUnreachable, DbtFailed
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,19 @@ def dbt_command(args: list[str]) -> list[str]:
 
 
 def run_dbt(args: list[str], url: str | None = None, echo=print) -> None:
-    """Run a dbt command, streaming its progress lines; raise DbtFailed on failure."""
+    """Run a dbt command, streaming its progress lines; raise DbtFailed on failure, or
+    DatabaseUnreachable (naming the server) when the warehouse cannot be reached."""
     url = url or db.warehouse_url()
     with db.connect(url) as conn:
         db.ensure_bi_role(conn)
+        db.ensure_database_settings(conn)
     cmd = dbt_command(args)
     log.info("running %s", " ".join(cmd))
     errors: list[str] = []
     database_errors: list[str] = []
     in_database_error = False
+    fatal: list[str] = []  # dbt's "Encountered an error:" block: a failure before or outside the models
+    in_fatal = False
     with subprocess.Popen(
         cmd, env=dbt_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     ) as proc:
@@ -60,6 +64,13 @@ def run_dbt(args: list[str], url: str | None = None, echo=print) -> None:
             if echo:
                 echo(line)
             message = _message(line)
+            if message == "Encountered an error:":
+                in_fatal = True
+                continue
+            if in_fatal:
+                if message:
+                    fatal.append(message)
+                continue
             if re.search(r"\b(ERROR|FAIL)\b", line) and " of " in line:
                 errors.append(message)
             elif message.startswith("Database Error in "):
@@ -69,10 +80,15 @@ def run_dbt(args: list[str], url: str | None = None, echo=print) -> None:
             elif in_database_error and not message.startswith(("compiled code at", "CONTEXT:")):
                 database_errors.append(message)  # the database's message: the problem and where it lies
     if proc.returncode != 0:
-        detail = "; ".join(errors[:5]) or f"exit code {proc.returncode}"
+        what = f"dbt {' '.join(args[:1])} failed"
+        try:  # a dead or unreachable server is said as such, naming it, not as "exit code 2"
+            db.check_reachable(url)
+        except DatabaseUnreachable as err:
+            raise DatabaseUnreachable(f"{what}: {err}") from None
+        detail = "; ".join(errors[:5]) or " ".join(fatal[:6]) or f"exit code {proc.returncode}"
         if database_errors:
             detail += ": " + " ".join(database_errors[:10])
-        raise DbtFailed(f"dbt {' '.join(args[:1])} failed: {detail} (log: {config.home() / 'dbt' / 'logs'})")
+        raise DbtFailed(f"{what}: {detail} (log: {config.home() / 'dbt' / 'logs'})")
 
 
 def build(report_date: dt.date, url: str | None = None, echo=print) -> None:

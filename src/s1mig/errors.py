@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import psycopg
+
 
 class S1migError(Exception):
     """Base class: str(error) is the one-line reason shown to the operator."""
@@ -63,3 +65,26 @@ class ConfigInvalid(S1migError):
 
 class NothingToUndo(S1migError):
     """`s1mig land --undo D` found no landing of D it may take back; the message says why."""
+
+
+class DatabaseUnreachable(psycopg.OperationalError):
+    """The warehouse database cannot be reached (server down, wrong host or port, a socket
+    folder that does not exist, a connection that timed out) or refused the connection.
+    str(error) is one line naming the server (host and port, or the socket path; never
+    the password) and what libpq said. A psycopg.OperationalError, not an S1migError, on
+    purpose: under a scheduler the task retries (the database may be restarting); under
+    `s1mig run` (no retries) it ends the run with this line."""
+
+
+class Stopped(BaseException):
+    """The command got SIGINT (Ctrl-C), SIGTERM (cron, systemd, `timeout`) or SIGHUP and
+    stops. A BaseException, like KeyboardInterrupt, so `except Exception` blocks let it
+    through; `notes` gather what each layer stopped, for the one line the CLI prints."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+        self.notes: list[str] = []
+        super().__init__(self.signame)
