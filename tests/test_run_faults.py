@@ -197,6 +197,17 @@ def test_an_unreachable_database_fails_within_seconds_naming_it(tmp_path, monkey
         assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "url", [f"postgresql://s1mig:{SECRET}@[::1/s1mig", f"postgresql://s1mig:{SECRET}@db.example/s1mig?colour=blue"]
+)
+def test_a_malformed_database_url_is_one_line_without_its_password(tmp_path, monkeypatch, url):
+    monkeypatch.setenv("S1MIG_DATABASE_URL", url)
+    landing = build_handmade_landing(tmp_path / "landing")
+    proc, _ = _cli("run", "--landing", str(landing), "--date", D30.isoformat(), "--out", str(tmp_path / "out"))
+    line = _one_line(proc)
+    assert line.startswith("s1mig: error: S1MIG_DATABASE_URL is not a valid libpq URL: ") and SECRET not in line
+
+
 def test_a_moved_embedded_socket_says_how_to_recover(tmp_path):
     """The embedded server runs but its socket file is gone (moved, or deleted by a /tmp
     cleaner): one line naming the socket and the way out; `s1mig db stop` then works and

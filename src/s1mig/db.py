@@ -87,10 +87,21 @@ def _embedded_url() -> str:
         return server.get_uri(database=WAREHOUSE_DB)
 
 
+def _masked(text: str) -> str:
+    """A message that may quote a URL or connection string, with any password hidden."""
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text, flags=re.IGNORECASE)
+
+
 def warehouse_url() -> str:
-    """The libpq URL of the warehouse, starting the embedded server when needed."""
+    """The libpq URL of the warehouse, starting the embedded server when needed.
+    S1MIG_DATABASE_URL that libpq cannot parse is ConfigInvalid (the password hidden)."""
     url = os.environ.get("S1MIG_DATABASE_URL")
     if url:
+        try:
+            conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigInvalid(f"S1MIG_DATABASE_URL is not a valid libpq URL: {_masked(str(exc).strip())}") from None
         return url
     return _embedded_url()
 
