@@ -349,6 +349,40 @@ def test_stopping_a_run_stops_everything_it_started(warehouse, tmp_path, how):
         assert_exports_match_reference(landing, out, D30)
 
 
+def test_stopping_a_backfill_while_it_waits(warehouse, tmp_path, monkeypatch):
+    """A backfill waiting for the Airflow home (another `s1mig run` holds it) and stopped:
+    one line naming where the backfill stopped, at once, nothing started."""
+    landing, out = build_handmade_landing(tmp_path / "landing"), tmp_path / "out"
+    home = Path(os.environ["S1MIG_HOME"]) / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("S1MIG_LEASE_WAIT", "600")
+    with open(home / ".dags-test.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "s1mig.cli", "backfill", "--landing", str(landing)]
+            + ["--start", D30.isoformat(), "--end", D31.isoformat(), "--out", str(out)],
+            env=dict(os.environ),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _wait_for_line(_lines(cli), "waiting for the warehouse: the Airflow home is in use", [], timeout=60)
+            sent = time.monotonic()
+            os.kill(cli.pid, signal.SIGTERM)
+            cli.wait(timeout=30)
+            took = time.monotonic() - sent
+        finally:
+            cli.kill()
+            cli.wait()
+    stderr = cli.stderr.read()
+    assert cli.returncode == 128 + signal.SIGTERM and took < 5, (cli.returncode, took, stderr)
+    assert stderr.strip().splitlines() == [f"s1mig: stopped by SIGTERM: backfill stopped at {D30} (0 of 2 dates done)"]
+    assert not out.exists() and not _in_session(cli.pid)
+
+
 def test_every_run_has_its_own_log_file(warehouse, tmp_path, monkeypatch):
     """Two `s1mig run` of one date started in the same second (here both stop at once: the
     Airflow home is held) write two log files, each with its own run's line."""
