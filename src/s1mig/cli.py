@@ -184,6 +184,25 @@ def cmd_dbt(args: argparse.Namespace) -> int:
         return subprocess.call(dbt.dbt_command(args.dbt_args), env=dbt.dbt_env(url))
 
 
+def cmd_breaks(args: argparse.Namespace) -> int:
+    """The break register: list the open breaks, or acknowledge one."""
+    from s1mig import breaks, db
+
+    with db.connect(db.warehouse_url()) as conn:
+        if args.action == "ack":
+            if args.break_id is None:
+                return _err("s1mig breaks ack ID --by NAME --why TEXT: the break's ID is missing")
+            done = breaks.acknowledge(conn, args.break_id, args.by or "", args.why or "")
+            print(f"s1mig: {done.line()}")
+            return 0
+        found = breaks.all_breaks(conn) if args.all else breaks.open_breaks(conn)
+    if not found:
+        print("s1mig: no breaks" if args.all else "s1mig: no open breaks")
+    for b in found:
+        print(b.line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s1mig", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -243,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help="print shell exports for dbt/psql/airflow by hand")
     p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser(
+        "breaks",
+        help="the break register: list open warnings (W1, W2), or acknowledge one",
+        description="s1mig breaks [--all] lists the register; s1mig breaks ack ID --by NAME --why TEXT "
+        "acknowledges a break (recorded, never deleted).",
+    )
+    p.add_argument("action", nargs="?", choices=["list", "ack"], default="list")
+    p.add_argument("break_id", nargs="?", type=int, help="the break's number (ack)")
+    p.add_argument("--by", help="who acknowledges it (ack)")
+    p.add_argument("--why", help="why it can be left (ack)")
+    p.add_argument("--all", action="store_true", help="list acknowledged and withdrawn breaks too")
+    p.set_defaults(func=cmd_breaks)
 
     p = sub.add_parser("dbt", help="run dbt on the warehouse (arguments passed through)")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
