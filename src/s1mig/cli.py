@@ -124,6 +124,8 @@ def cmd_land(args: argparse.Namespace) -> int:
                 result = land.land(args.landing / args.date.isoformat(), args.date, first_drop=first)
     except (S1migError, DropMissing):
         raise
+    except DatabaseUnreachable as exc:  # already one line naming the server
+        return _err(f"{what}: {exc}")
     except psycopg.OperationalError as exc:
         lines = [ln.strip() for ln in str(exc).strip().splitlines()] or [type(exc).__name__]
         detail = lines[0] if len(lines) == 1 else f"{lines[0]} ({lines[-1]})"
