@@ -36,7 +36,7 @@ run: install
 # the embedded server's data of a concurrent session.
 test: install
 	mkdir -p $(S1MIG_HOME)
-	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp
+	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp --durations=15
 
 # Property-based fuzzing (tests/test_properties.py): `make test` checks 400 random
 # histories from a fixed seed; `make fuzz` checks S1MIG_FUZZ_EXAMPLES (5000) from a new

@@ -385,20 +385,37 @@ def test_a_drop_folder_that_is_a_link_is_refused(warehouse, tmp_path, s1mig_home
     land.land(real, D30)  # the same drop delivered as a folder
 
 
+# `s1mig land` run by a child Python that reports its own peak RSS since exec (VmHWM).
+# wait4's ru_maxrss would also count the pages the child shared with this test process
+# before exec (a big pytest process late in the suite: hundreds of MB that are not the
+# landing's).
+_PEAK_REPORTING_CLI = """
+import os, sys
+from s1mig.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    with open("/proc/self/status") as status:
+        peak_kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["S1MIG_TEST_PEAK_FILE"], "w") as out:
+        out.write(peak_kb)
+sys.exit(code)
+"""
+
+
 def _land_in_child(landing: Path, day: str, env: dict[str, str] | None = None) -> tuple[int, str, int]:
-    """`s1mig land` in a child process: (exit code, stderr, peak RSS in bytes from wait4)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "s1mig.cli", "land", "--landing", str(landing), "--date", day],
-        env=env or dict(os.environ),
+    """`s1mig land` in a child process: (exit code, stderr, peak RSS in bytes of the child)."""
+    peak_file = landing.parent / f"peak-{day}-{os.getpid()}"
+    child_env = {**(env or os.environ), "S1MIG_TEST_PEAK_FILE": str(peak_file)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK_REPORTING_CLI, "land", "--landing", str(landing), "--date", day],
+        env=child_env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
-    assert proc.stderr is not None
-    stderr = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, stderr, usage.ru_maxrss * 1024
+    return proc.returncode, proc.stderr, int(peak_file.read_text()) * 1024
 
 
 def test_a_gzip_bomb_is_read_with_flat_memory_and_leaves_the_database_as_it_was(warehouse, tmp_path, s1mig_home):
