@@ -29,7 +29,7 @@ run: install
 	rm -rf $(LANDING)
 	$(BIN)/s1mig generate --out $(LANDING) --start $(SAMPLE_START) --days $(SAMPLE_DAYS) \
 		--installations $(SAMPLE_INSTALLATIONS) --seed 1
-	$(BIN)/s1mig backfill --landing $(LANDING) --start $(SAMPLE_START) --end $(SAMPLE_END) --out $(OUT)
+	$(BIN)/s1mig backfill --landing $(LANDING) --start $(SAMPLE_START) --end $(SAMPLE_END) --out $(OUT) --first
 	@echo "Reports: $(OUT)/<date>/<party>/"
 
 # A dedicated temp folder: pytest's shared /tmp/pytest-of-<user> rotation would delete

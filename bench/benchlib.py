@@ -38,6 +38,9 @@ PYTHON = sys.executable
 S1MIG = str(BIN / "s1mig")
 CHILD = str(BENCH_DIR / "child.py")
 RESULT_PREFIX = "BENCH-RESULT "
+# Benchmarks build throw-away warehouses: whichever date lands first is the first drop
+# (inherited by every child: s1mig, dbt, Airflow).
+os.environ.setdefault("S1MIG_FIRST_DROP", "any")
 STEP_PREFIX = "BENCH-STEP "
 HEARTBEAT_SECONDS = 30.0
 _STARTED = time.monotonic()

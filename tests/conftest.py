@@ -26,7 +26,15 @@ def s1mig_home(tmp_path_factory) -> Iterator[Path]:
     home = Path(os.environ.get("S1MIG_TEST_HOME") or tmp_path_factory.mktemp("s1mig_home"))
     old = os.environ.get("S1MIG_HOME")
     os.environ["S1MIG_HOME"] = str(home)
+    # every test builds throw-away warehouses: whichever date lands first is the first drop
+    # (tests of the choice itself set or remove it)
+    old_first = os.environ.get("S1MIG_FIRST_DROP")
+    os.environ["S1MIG_FIRST_DROP"] = "any"
     yield home
+    if old_first is None:
+        os.environ.pop("S1MIG_FIRST_DROP", None)
+    else:
+        os.environ["S1MIG_FIRST_DROP"] = old_first
     if not os.environ.get("S1MIG_DATABASE_URL"):
         db.stop_embedded()
     if old is None:

@@ -3,7 +3,8 @@ staging, intermediate, audit or mart tables, after the build) stops the export w
 rule named, its count and a sample key; the DMIN warning is recorded but does not block.
 Each tamper is a mistake a model or an operator could make: a report row that drifts from
 another, a completion stated differently from the raw records, a cumulative count no daily
-report showed, marts never built for the date or built before a correction."""
+report showed, marts never built for the date or built before a correction, a report row
+for a party that is not in parties (R9, checked by the export on the written files)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,13 @@ TAMPERS = [
         "R7",
         "update marts.s1mig_002 set records_received = records_received + 1 where party_id = 'SUPA01'",
         "update marts.s1mig_002 set records_received = records_received - 1 where party_id = 'SUPA01'",
+    ),
+    (
+        "R9",  # a report row for a party that is not in parties: it would be exported to no one
+        "insert into marts.s1mig_009 select report_date, 'ZZZZ99', sec_party_signifier, cof_file_name || 'Z', "
+        "cof_counter, generated_at, records, success_records, failure_records from marts.s1mig_009 "
+        "where report_date = '2020-07-30' limit 1",
+        "delete from marts.s1mig_009 where party_id = 'ZZZZ99'",
     ),
     (
         "R8",

@@ -569,6 +569,15 @@ def two_days(tmp_path: Path) -> Path:
 
 def test_the_first_drop_is_a_deliberate_choice(warehouse, tmp_path, monkeypatch, s1mig_home):
     landing = two_days(tmp_path)
+    # not chosen at all (the tests' session chooses "any"): an empty warehouse takes no drop
+    monkeypatch.delenv("S1MIG_FIRST_DROP")
+    proc = run_cli("land", "--landing", str(landing), "--date", "2020-07-30")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "s1mig: error: drop 2020-07-30 not landed: the warehouse is empty: choose its first drop, which carries "
+        "all history before it and after which no earlier date can be landed: land 2020-07-30 with --first "
+        "(s1mig land, run or backfill) or set S1MIG_FIRST_DROP=2020-07-30"
+    )
     monkeypatch.setenv("S1MIG_FIRST_DROP", "2020-07-30")
     with pytest.raises(DropOutOfSequence) as caught:
         land.land(landing / "2020-07-31", D31)

@@ -78,12 +78,16 @@ def assert_run_summary(folder: Path, stdout: str) -> None:
     )
 
 
-def test_handmade_drops_end_to_end(warehouse, tmp_path):
+def test_handmade_drops_end_to_end(warehouse, tmp_path, monkeypatch):
     landing = build_handmade_landing(tmp_path / "landing")
     out = tmp_path / "out"
     totals = {}
+    monkeypatch.delenv("S1MIG_FIRST_DROP")  # as a new user: the first date is chosen with --first
     for day in (D30, D31):
-        proc = run_cli("run", "--landing", str(landing), "--date", day.isoformat(), "--out", str(out), check=True)
+        first = ("--first",) if day == D30 else ()
+        proc = run_cli(
+            "run", "--landing", str(landing), "--date", day.isoformat(), "--out", str(out), *first, check=True
+        )
         assert f"reports in {out / day.isoformat()}" in proc.stdout
         totals[day] = assert_exports_match_reference(landing, out, day)
         assert_evidence_traces(out / day.isoformat(), landing)

@@ -61,14 +61,24 @@ def _run_one(landing: Path, day: dt.date, out: Path, skip: tuple[str, ...] = (),
     return 0
 
 
+def _choose_first_drop(day: dt.date) -> None:
+    """--first: `day` is the warehouse's first drop, for this command and what it starts
+    (the DAG's land task reads S1MIG_FIRST_DROP like `s1mig land`)."""
+    os.environ["S1MIG_FIRST_DROP"] = day.isoformat()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     skip = tuple(t for t in (args.skip or "").split(",") if t)
+    if args.first:
+        _choose_first_drop(args.date)
     return _run_one(args.landing, args.date, args.out, skip)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     if args.end < args.start:
         return _err("--end is before --start")
+    if args.first:
+        _choose_first_drop(args.start)
     day = args.start
     total = (args.end - args.start).days + 1
     for i in range(total):
@@ -220,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="mark these tasks successful without running them, e.g. land,dbt_build "
         "to re-run only the gate and the export",
     )
+    p.add_argument(
+        "--first",
+        action="store_true",
+        help="D is the warehouse's first drop (it carries all history before it; no earlier date can follow): "
+        "needed once, on an empty warehouse, unless S1MIG_FIRST_DROP is set",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backfill", help="run each date of a range in order, stopping at the first failure")
@@ -227,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, required=True)
     p.add_argument("--end", type=_date, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--first",
+        action="store_true",
+        help="--start is the warehouse's first drop "
+        "(needed once, on an empty warehouse, unless S1MIG_FIRST_DROP is set)",
+    )
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("generate", help="write anonymised, contract-valid drops")

@@ -97,15 +97,23 @@ def land_max_manifest_bytes() -> int:
     return _bytes_setting("S1MIG_LAND_MAX_MANIFEST_BYTES", MiB)
 
 
-def first_drop() -> dt.date | None:
+# S1MIG_FIRST_DROP=any: whichever date lands first on an empty warehouse is its first drop
+# (tests and benchmarks, which build many throw-away warehouses).
+FIRST_DROP_ANY = "any"
+
+
+def first_drop() -> dt.date | str | None:
     """S1MIG_FIRST_DROP: the date chosen as the warehouse's first drop (it carries all history
-    before it), or None when not configured."""
+    before it); FIRST_DROP_ANY ("any") to take whichever date lands first; None when not
+    configured (an empty warehouse then refuses a landing that does not say --first)."""
     text = os.environ.get("S1MIG_FIRST_DROP", "").strip()
     if not text:
         return None
+    if text == FIRST_DROP_ANY:
+        return FIRST_DROP_ANY
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         try:
             return dt.date.fromisoformat(text)
         except ValueError:
             pass
-    raise ConfigInvalid(f"S1MIG_FIRST_DROP must be a date (YYYY-MM-DD), not {text[:40]!r}")
+    raise ConfigInvalid(f"S1MIG_FIRST_DROP must be a date (YYYY-MM-DD) or 'any', not {text[:40]!r}")

@@ -923,15 +923,26 @@ def _landed_dates(conn: psycopg.Connection) -> list[dt.date]:
     ]
 
 
-def _check_sequence(conn: psycopg.Connection, drop_date: dt.date, first_drop: dt.date | None) -> bool:
+def _check_sequence(conn: psycopg.Connection, drop_date: dt.date, first_drop: dt.date | str | None) -> bool:
     """Whether drop_date may land now (DropOutOfSequence, saying how to proceed, if not);
     True when it becomes the warehouse's first drop. `first_drop` is the first drop chosen
-    (--first, S1MIG_FIRST_DROP), None when none was."""
+    (--first, S1MIG_FIRST_DROP), config.FIRST_DROP_ANY for whichever lands first, None when
+    none was: an empty warehouse then takes no drop (the first drop carries all history
+    before it and no earlier date can follow it, so it is chosen, not an accident)."""
     landed = _landed_dates(conn)
     ds = drop_date.isoformat()
     chosen = "chosen with --first or S1MIG_FIRST_DROP"
+    if first_drop == config.FIRST_DROP_ANY:
+        first_drop = landed[0] if landed else drop_date
     if not landed:
-        if first_drop is None or drop_date == first_drop:
+        if first_drop is None:
+            raise DropOutOfSequence(
+                ds,
+                f"the warehouse is empty: choose its first drop, which carries all history before it and "
+                f"after which no earlier date can be landed: land {ds} with --first (s1mig land, run or "
+                f"backfill) or set S1MIG_FIRST_DROP={ds}",
+            )
+        if drop_date == first_drop:
             return True
         if drop_date < first_drop:
             raise DropOutOfSequence(
@@ -1001,13 +1012,14 @@ class _Progress:
 
 
 def land(
-    drop_dir: Path, drop_date: dt.date, url: str | None = None, *, first_drop: dt.date | None = None
+    drop_dir: Path, drop_date: dt.date, url: str | None = None, *, first_drop: dt.date | str | None = None
 ) -> LandResult:
     """Verify and load one drop. Idempotent; a different delivery replaces the date.
 
     `first_drop` is the date chosen as the warehouse's first drop (`s1mig land --first`
     passes drop_date); None reads S1MIG_FIRST_DROP (config.first_drop()), and when that is
-    not set either, the first drop landed into an empty warehouse becomes its first.
+    not set either, an empty warehouse refuses the drop (DropOutOfSequence saying how to
+    choose); config.FIRST_DROP_ANY takes whichever date lands first.
 
     Raises DropMissing when the folder or manifest.json has not arrived; DropRejected (or
     DropOutOfSequence) with a quarantine record for every failure of the drop, an
@@ -1054,7 +1066,7 @@ def _land(
     drop_dir: Path,
     drop_date: dt.date,
     url: str | None,
-    first_drop: dt.date | None,
+    first_drop: dt.date | str | None,
     limits: Limits,
     progress: _Progress,
 ) -> LandResult:
