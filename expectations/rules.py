@@ -292,7 +292,8 @@ order by record
         description=(
             "S1MIG-005 succeeded / failed per party = S1MIG-001 rows / S1MIG-006 Failure rows per party; "
             "cumulative_succeeded / cumulative_failed = the sums of the daily 001 / 006 Failure rows up to D: "
-            "every completion counted was reported on its own date as it is now (they never go down)"
+            "every completion counted was reported on its own date as it is now, and = D-1's cumulative (when "
+            "built on the drops as delivered now) + the day's rows (they never go down)"
         ),
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
@@ -311,6 +312,31 @@ p006 as (
 ),
 first_drop as (
     select min(drop_date) as drop_date from raw.drop_ledger where superseded_at is null
+),
+-- 005 of D-1, when it was built on the drops up to D-1 as delivered now: cumulative of D
+-- must be cumulative of D-1 plus the daily rows of D (what was reported stays reported)
+previous as (
+    select p.party_id, sum(p.cumulative_succeeded) as cumulative_succeeded,
+        sum(p.cumulative_failed) as cumulative_failed
+    from marts.s1mig_005 as p
+    where p.report_date = {report_date} - 1
+      and exists (
+        select 1 from (
+            select distinct on (model_name) landed_through from audit.mart_builds
+            where model_name = 's1mig_005' and report_date = {report_date} - 1
+            order by model_name, built_at desc
+        ) as build
+        where build.landed_through is not distinct from (
+            select max(landed_at) from raw.drop_ledger
+            where drop_date <= {report_date} - 1 and superseded_at is null
+        )
+      )
+    group by p.party_id
+),
+previous_built as (
+    select exists (
+        select 1 from audit.mart_builds where model_name = 's1mig_005' and report_date = {report_date} - 1
+    ) and exists (select 1 from previous) as built
 ),
 -- the daily rows of every date up to D: each completion as its own report date saw it
 -- (dates before the first drop: as the first drop saw it)
@@ -334,13 +360,27 @@ select 'party ' || party_id || ': ' || concat_ws(', ',
         || coalesce(daily.succeeded, 0) end,
     case when coalesce(p005.cumulative_failed, 0) <> coalesce(daily.failed, 0) then
         '005 cumulative_failed ' || coalesce(p005.cumulative_failed, 0)
-        || ' vs the daily 006 Failure rows up to D ' || coalesce(daily.failed, 0) end
+        || ' vs the daily 006 Failure rows up to D ' || coalesce(daily.failed, 0) end,
+    case when (select built from previous_built) and (
+            coalesce(p005.cumulative_succeeded, 0)
+                <> coalesce(previous.cumulative_succeeded, 0) + coalesce(p001.succeeded, 0)
+            or coalesce(p005.cumulative_failed, 0)
+                <> coalesce(previous.cumulative_failed, 0) + coalesce(p006.failed, 0)) then
+        '005 cumulative ' || coalesce(p005.cumulative_succeeded, 0) || '/' || coalesce(p005.cumulative_failed, 0)
+        || ' vs D-1''s ' || coalesce(previous.cumulative_succeeded, 0) || '/'
+        || coalesce(previous.cumulative_failed, 0) || ' + the day''s ' || coalesce(p001.succeeded, 0) || '/'
+        || coalesce(p006.failed, 0) end
 ) as record
 from p005 full join p001 using (party_id) full join p006 using (party_id) full join daily using (party_id)
+    full join previous using (party_id)
 where coalesce(p005.succeeded, 0) <> coalesce(p001.succeeded, 0)
    or coalesce(p005.failed, 0) <> coalesce(p006.failed, 0)
    or coalesce(p005.cumulative_succeeded, 0) <> coalesce(daily.succeeded, 0)
    or coalesce(p005.cumulative_failed, 0) <> coalesce(daily.failed, 0)
+   or ((select built from previous_built) and (
+        coalesce(p005.cumulative_succeeded, 0)
+            <> coalesce(previous.cumulative_succeeded, 0) + coalesce(p001.succeeded, 0)
+        or coalesce(p005.cumulative_failed, 0) <> coalesce(previous.cumulative_failed, 0) + coalesce(p006.failed, 0)))
 order by record
 """,
     ),

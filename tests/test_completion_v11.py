@@ -29,6 +29,7 @@ from drops import (
     attempt,
     build_handmade_landing,
     cof,
+    edit_rows,
     event,
     inst,
     ma,
@@ -37,7 +38,7 @@ from drops import (
 )
 from exports import assert_exports_match_reference
 
-from s1mig import pipeline
+from s1mig import breaks, pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +181,24 @@ def test_v11_completions_late_records_and_the_break_register(warehouse, tmp_path
         acks = conn.execute("select by_whom, why from audit.break_events where event = 'acknowledged'").fetchall()
     assert dict(states) == {"open": 2, "acknowledged": 1}
     assert acks == [("J. Smith", "COF resent by DCC")]
+
+    # 07-31 corrected without the late FAIL event: its two breaks are withdrawn (never
+    # deleted; nothing to acknowledge), the acknowledged COF break stays as it was
+    edit_rows(landing / D31.isoformat(), "migration_events", {"event_id": "E19"}, None)
+    pipeline.run_direct(landing, D31, out)
+    assert_exports_match_reference(landing, out, D31)
+    with psycopg.connect(warehouse) as conn:
+        rows = conn.execute("select break_id, instance, state from audit.breaks where rule_id = 'W2'").fetchall()
+    withdrawn = [(b, i) for b, i, state in rows if state == "withdrawn"]
+    assert len(withdrawn) == 2 and all("FAIL event E19" in i for _, i in withdrawn)
+    assert sorted(state for _, _, state in rows) == ["acknowledged", "withdrawn", "withdrawn"]
+    refused = run_cli("breaks", "ack", str(withdrawn[0][0]), "--by", "ops", "--why", "gone")
+    assert refused.returncode == 1 and "was withdrawn" in refused.stderr
+    # found again (as a run of 07-31 with the event back would): open again, and recorded
+    with psycopg.connect(warehouse) as conn:
+        breaks.record(conn, D31, "again", "W2", [withdrawn[0][1]])
+        state = conn.execute("select state from audit.breaks where break_id = %s", (withdrawn[0][0],)).fetchone()
+        events = conn.execute(
+            "select event from audit.break_events where break_id = %s order by at", (withdrawn[0][0],)
+        ).fetchall()
+    assert state == ("open",) and [e for (e,) in events] == ["opened", "withdrawn", "reopened"]

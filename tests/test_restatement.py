@@ -164,6 +164,18 @@ def test_correction_restates_later_exported_dates(warehouse, server_url, tmp_pat
     assert {d: _files(out / d.isoformat()) for d in DAYS} == untouched
     shutil.rmtree(stray)
 
+    # correction 3 landed on its own (s1mig land, no run of 07-30): the next run, of 08-01,
+    # restates the exports made from the replaced delivery, 07-30 and 07-31, naming it
+    edit_rows(landing / D30.isoformat(), "parties", {"party_id": "SUPB02"}, {"party_name": "Supplier B (renamed)"})
+    assert pipeline.land_step(landing, D30, warehouse)["status"] == "replaced"
+    assert restate.stale_dates(out, warehouse) == [D30, D31, D01]
+    pipeline.run_direct(landing, D01, out, run_id="next")
+    assert restate.stale_dates(out, warehouse) == []
+    for day in (D30, D31):
+        _assert_cause(out / day.isoformat(), warehouse, D30)
+        assert _evidence(out / day.isoformat())["run_id"] == "next"
+        assert _manifest(out / day.isoformat())["revision"] == 2, day  # a name no report shows
+
     # a fresh warehouse, the corrected drops run day by day: the same report files
     with fresh_database(server_url) as fresh:
         monkeypatch.setenv("S1MIG_DATABASE_URL", fresh)

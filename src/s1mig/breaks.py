@@ -89,6 +89,14 @@ def record(
     (new, withdrawn). New instances are opened; known ones get last_seen; instances
     first seen on D that this run no longer finds are withdrawn."""
     new = 0
+    withdrawn_before = {
+        instance
+        for (instance,) in conn.execute(
+            "select instance from audit.breaks "
+            "where rule_id = %s and state = 'withdrawn' and instance = any(%s::text[])",
+            (rule_id, instances),
+        )
+    }
     for instance in instances:
         row = conn.execute(
             "insert into audit.breaks (rule_id, instance, first_seen, last_seen) values (%s, %s, %s, %s) "
@@ -100,11 +108,11 @@ def record(
             (rule_id, instance, report_date, report_date),
         ).fetchone()
         assert row is not None
-        if row[1]:
+        if row[1] or instance in withdrawn_before:
             new += 1
             conn.execute(
-                "insert into audit.break_events (break_id, event, report_date, run_id) values (%s, 'opened', %s, %s)",
-                (row[0], report_date, run_id),
+                "insert into audit.break_events (break_id, event, report_date, run_id) values (%s, %s, %s, %s)",
+                (row[0], "opened" if row[1] else "reopened", report_date, run_id),
             )
     withdrawn = conn.execute(
         "update audit.breaks set state = 'withdrawn' where rule_id = %s and first_seen = %s and state = 'open' "
@@ -157,6 +165,11 @@ def acknowledge(conn: psycopg.Connection, break_id: int, by: str, why: str) -> B
         found = Break(*row)
         if found.state == "acknowledged":
             raise S1migError(f"break #{break_id} was already acknowledged by {found.acknowledged_by}")
+        if found.state == "withdrawn":
+            raise S1migError(
+                f"break #{break_id} was withdrawn (a later run of {found.first_seen} no longer finds it): "
+                "nothing to acknowledge"
+            )
         conn.execute(
             "update audit.breaks set state = 'acknowledged', acknowledged_by = %s, acknowledged_at = now(), "
             "acknowledged_why = %s where break_id = %s",

@@ -50,16 +50,19 @@ def restate_step(
     report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct", land_status: str | None = None
 ) -> list[str]:
     """After D's own export: when D's landing replaced an earlier delivery (a correction),
-    or an exported later date still reflects a replaced delivery (a restatement that
-    stopped half way), build, gate and export again every later date exported to `out`,
-    in date order (spec "Runs, corrections and restatement")."""
+    build, gate and export again every later date exported to `out`, in date order (spec
+    "Runs, corrections and restatement"); then any exported date still made from a
+    delivery that is no longer current (a correction landed without its own date's run,
+    a restatement that stopped half way), whatever its date: no run leaves a stale export
+    behind it unsaid."""
     from s1mig import restate
 
-    if land_status != "replaced" and not restate.stale_dates(out, url, after=report_date):
-        return []
-    restated = restate.restate_later_dates(report_date, out, url, run_id, echo=log.info)
+    restated: list[dt.date] = []
+    if land_status == "replaced":
+        restated += restate.restate_later_dates(report_date, out, url, run_id, echo=log.info)
+    restated += restate.restate_stale(out, url, run_id, echo=log.info)
     if restated:
-        log.info("restated %d later date(s) after %s: %s", len(restated), report_date, ", ".join(map(str, restated)))
+        log.info("restated %d date(s) after %s: %s", len(restated), report_date, ", ".join(map(str, restated)))
     return [d.isoformat() for d in restated]
 
 

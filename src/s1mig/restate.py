@@ -153,3 +153,75 @@ def restate_later_dates(
         say(f"restatement: {day} gated and exported again: revision {revision} ({change})")
         done.append(day)
     return done
+
+
+def _changed_drops(used: dict[dt.date, str] | None, current: dict[dt.date, str], day: dt.date) -> list[dt.date]:
+    """The drop dates up to `day` whose current delivery differs from the one an export used."""
+    now = {d: sha for d, sha in current.items() if d <= day}
+    if used is None:
+        return sorted(now)
+    return sorted(d for d in set(now) | set(used) if now.get(d) != used.get(d))
+
+
+def restate_stale(
+    out: Path,
+    url: str | None = None,
+    run_id: str = "direct",
+    echo: Callable[[str], object] | None = print,
+) -> list[dt.date]:
+    """Build, gate and export again, in date order, every date exported in `out` from
+    deliveries that are no longer current: a correction landed without its own date's run
+    (s1mig land), a run of the corrected date that stopped before its restatement, or a
+    restatement that stopped at a blocked date. Each restated date's evidence names the
+    earliest drop whose delivery changed since its export. Dates exported in `out` but
+    not landed in this warehouse are left alone, with a warning. Returns the dates
+    restated; stops at the first that fails with a one-line S1migError."""
+    say = echo or (lambda _line: None)
+    url = url or db.warehouse_url()
+    stale = stale_dates(out, url)
+    if not stale:
+        return []
+    with db.connect(url) as conn:
+        current = dict(
+            conn.execute("select drop_date, delivery_sha256 from raw.drop_ledger where superseded_at is null")
+        )
+        causes: dict[dt.date, dict | None] = {}
+        for day in stale:
+            try:
+                record = json.loads((out / day.isoformat() / "evidence.json").read_text())
+                used = {dt.date.fromisoformat(i["drop_date"]): i["delivery_sha256"] for i in record["inputs"]}
+            except (OSError, ValueError, KeyError, TypeError):
+                used = None
+            changed = [d for d in _changed_drops(used, current, day) if d in current]
+            causes[day] = evidence.corrected_drop(conn, changed[0]) if changed else None
+    unlanded = [d for d in stale if d not in current]
+    if unlanded:
+        line = (
+            f"restatement: {', '.join(map(str, unlanded))} exported in {out} but not landed in this warehouse: "
+            "not restated (land those drops first)"
+        )
+        log.warning(line)
+        say(line)
+    todo = [d for d in stale if d in current]
+    if not todo:
+        return []
+    say(
+        f"restatement: {len(todo)} exported date(s) made from deliveries no longer current: {', '.join(map(str, todo))}"
+    )
+    done: list[dt.date] = []
+    for i, day in enumerate(todo):
+        before = _revision(out / day.isoformat())
+        reason = {"corrected_drop": causes[day]}
+        try:
+            dbt.build(day, url, echo=echo)
+            gate.run_gate(day, run_id, url)
+            folder = export.export_date(day, out, url, run_id, restatement=reason)
+            summary.write_summary(day, folder, run_id, url)
+        except S1migError as err:
+            left = ", ".join(map(str, todo[i:]))
+            raise S1migError(f"restatement of stale exports stopped at {day} ({err}); not restated: {left}") from err
+        revision = _revision(folder)
+        change = f"files changed, revision {revision}" if revision != before else "files unchanged"
+        say(f"restatement: {day} gated and exported again ({change})")
+        done.append(day)
+    return done
