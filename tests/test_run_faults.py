@@ -151,6 +151,9 @@ def test_a_wrong_skip_task_is_one_line(tmp_path):
     assert "unknown task 'dbt_bild'" in line and "land, dbt_build, reconciliation_gate, export" in line
     line = _one_line(_cli(*base, "--skip", "release_lease")[0])
     assert "release_lease always runs" in line
+    # nothing leaves without the gate
+    line = _one_line(_cli(*base, "--skip", "land,dbt_build,reconciliation_gate")[0])
+    assert "the export never runs without the reconciliation gate" in line
     assert not (tmp_path / "out").exists()
 
 

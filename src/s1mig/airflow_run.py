@@ -160,6 +160,15 @@ def check_skip(skip: tuple[str, ...]) -> None:
     raise S1migError(f"--skip: unknown task {', '.join(map(repr, unknown))}; {takes}")
 
 
+def check_gate_before_export(skip: tuple[str, ...]) -> None:
+    """Nothing leaves without the reconciliation gate: skipping the gate skips the export."""
+    if "reconciliation_gate" in skip and "export" not in skip:
+        raise S1migError(
+            "--skip: the export never runs without the reconciliation gate; skip export too "
+            "(--skip reconciliation_gate,export), or re-run the gate and the export with --skip land,dbt_build"
+        )
+
+
 def new_log_file(logs: Path, report_date: dt.date) -> Path:
     """A log file of its own for this run: run-<D>-<time>.log, created exclusively, with
     -2, -3, ... when another run of D started in the same second. Its .error and .notices
@@ -197,6 +206,7 @@ def run_dag(
     Raises DatabaseUnreachable before starting Airflow when the warehouse does not answer;
     Stopped (after stopping everything it started) when the command is stopped."""
     check_skip(skip)
+    check_gate_before_export(skip)
     if "export" in skip:  # nothing exported: nothing to summarise
         skip = (*skip, "run_summary", "restate_later_dates")
     url = db.warehouse_url()

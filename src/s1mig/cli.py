@@ -43,6 +43,7 @@ def _run_one(landing: Path, day: dt.date, out: Path, skip: tuple[str, ...] = (),
     after = f"; {then}" if then else ""
     try:
         airflow_run.check_skip(skip)
+        airflow_run.check_gate_before_export(skip)
         if "land" not in skip:
             _check_drop(landing, day)
         started = time.monotonic()
