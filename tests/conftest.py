@@ -72,6 +72,19 @@ def warehouse(server_url, monkeypatch) -> Iterator[str]:
         yield url
 
 
+def airflow_home_locked() -> bool:
+    """Whether a `s1mig run` holds the Airflow home of this S1MIG_HOME (its lock file)."""
+    import fcntl
+
+    with open(Path(os.environ["S1MIG_HOME"]) / "airflow" / ".dags-test.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     """The real `s1mig` command line, in a child process with this environment."""
     proc = subprocess.run(

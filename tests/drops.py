@@ -153,6 +153,24 @@ def cof(file, counter, pid, sig, ts, aid, iid, response="SUCCESS", reason=""):
     }
 
 
+MA_SMALL = f"MA_SUPA01_{SIG_A}_20200730_060000"
+
+
+def small_drop_tables() -> dict[str, list[dict]]:
+    """One small, sound first drop of 2020-07-30 (two installations of SUPA01, their MA
+    file and attempts, a few events): the landing tests' base."""
+    return {
+        "parties": [party("SUPA01", SIG_A, "2020-06-01T00:00:00Z"), party("SUPB02", SIG_B, "2020-06-01T00:00:00Z")],
+        "installations": [inst(I1, "IOC", "AA", mpan=M1, elec="SUPA01"), inst(I2, "MOC", "DA", mpan=M2, elec="SUPA01")],
+        "migration_attempts": [attempt("A1", I1, MA_SMALL, 1, "SUPA01"), attempt("A2", I2, MA_SMALL, 2, "SUPA01")],
+        "migration_events": [
+            event("E1", "A1", "MCF_VALIDATION", 19, "PASS", "2020-07-30T08:00:00Z"),
+            event("E2", "A2", "MVF_VALIDATION", 21, "FAIL", "2020-07-30T09:00:00Z", "MVF01"),
+            event("E3", "A1", "MVF_VALIDATION", 29, "PASS", "2020-07-30T09:30:00Z"),
+        ],
+    }
+
+
 def build_handmade_landing(root: Path) -> Path:
     """Three drops (see the module docstring); the last one is corrupt."""
     write_drop(

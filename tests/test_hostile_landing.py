@@ -25,7 +25,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import REPO, run_cli
-from drops import D30, D31, I1, I2, M1, M2, SIG_A, SIG_B, attempt, event, inst, party, write_drop
+from drops import D30, D31, SIG_A, SIG_B, event, write_drop
+from drops import small_drop_tables as tables
 
 from s1mig import land
 from s1mig.contract import EXTRACTS
@@ -34,23 +35,9 @@ from s1mig.errors import DropOutOfSequence, DropRejected, NothingToUndo
 pytestmark = pytest.mark.integration
 
 D29 = dt.date(2020, 7, 29)
-MA = f"MA_SUPA01_{SIG_A}_20200730_060000"
 SECRET = "TOP-SECRET-7f3a"  # content of a file outside the drop: must never be echoed
 EVENT_ROW = b"E9,A1,MCF_VALIDATION,19,PASS,,2020-07-30T08:00:00Z\n"
 EVENTS_HEADER = b"event_id,attempt_id,stage,step_no,outcome,reason_code,event_ts\n"
-
-
-def tables() -> dict[str, list[dict]]:
-    return {
-        "parties": [party("SUPA01", SIG_A, "2020-06-01T00:00:00Z"), party("SUPB02", SIG_B, "2020-06-01T00:00:00Z")],
-        "installations": [inst(I1, "IOC", "AA", mpan=M1, elec="SUPA01"), inst(I2, "MOC", "DA", mpan=M2, elec="SUPA01")],
-        "migration_attempts": [attempt("A1", I1, MA, 1, "SUPA01"), attempt("A2", I2, MA, 2, "SUPA01")],
-        "migration_events": [
-            event("E1", "A1", "MCF_VALIDATION", 19, "PASS", "2020-07-30T08:00:00Z"),
-            event("E2", "A2", "MVF_VALIDATION", 21, "FAIL", "2020-07-30T09:00:00Z", "MVF01"),
-            event("E3", "A1", "MVF_VALIDATION", 29, "PASS", "2020-07-30T09:30:00Z"),
-        ],
-    }
 
 
 # ----------------------------------------------------------------------------- building faults

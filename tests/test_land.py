@@ -13,28 +13,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from drops import D30, I1, I2, M1, M2, SIG_A, SIG_B, attempt, event, inst, party, write_drop
+from drops import D30, event, write_drop
+from drops import small_drop_tables as tables
 
 from s1mig import land
 from s1mig.contract import EXTRACTS
 from s1mig.errors import DropMissing, DropRejected
 
 pytestmark = pytest.mark.integration
-
-MA = f"MA_SUPA01_{SIG_A}_20200730_060000"
-
-
-def tables() -> dict[str, list[dict]]:
-    return {
-        "parties": [party("SUPA01", SIG_A, "2020-06-01T00:00:00Z"), party("SUPB02", SIG_B, "2020-06-01T00:00:00Z")],
-        "installations": [inst(I1, "IOC", "AA", mpan=M1, elec="SUPA01"), inst(I2, "MOC", "DA", mpan=M2, elec="SUPA01")],
-        "migration_attempts": [attempt("A1", I1, MA, 1, "SUPA01"), attempt("A2", I2, MA, 2, "SUPA01")],
-        "migration_events": [
-            event("E1", "A1", "MCF_VALIDATION", 19, "PASS", "2020-07-30T08:00:00Z"),
-            event("E2", "A2", "MVF_VALIDATION", 21, "FAIL", "2020-07-30T09:00:00Z", "MVF01"),
-            event("E3", "A1", "MVF_VALIDATION", 29, "PASS", "2020-07-30T09:30:00Z"),
-        ],
-    }
 
 
 def snapshot(url: str) -> dict[str, list]:

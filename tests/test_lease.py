@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, airflow_home_locked, run_cli
 from drops import D01, D30, D31, build_handmade_landing
 from exports import assert_exports_match_reference
 
@@ -92,17 +92,6 @@ def _wait_until_dead(pid: int, timeout: float = 30) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"process {pid} still runs")
-
-
-def _home_locked() -> bool:
-    """Whether a `s1mig run` holds the Airflow home of this S1MIG_HOME."""
-    with open(Path(os.environ["S1MIG_HOME"]) / "airflow" / ".dags-test.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
 
 
 def _exported(folder: Path) -> dict[str, str]:
@@ -329,14 +318,14 @@ def test_a_killed_run_does_not_block_the_next(warehouse, tmp_path, monkeypatch, 
             time.sleep(0.2)
         with pytest.raises(lease.LeaseBusy, match=re.escape(f"in use by run {dag_run.run_id} (report date {D30}")):
             lease.acquire(warehouse, "too-early", D30, "direct", wait=0)
-        assert _home_locked()
+        assert airflow_home_locked()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(cli.pid, signal.SIGKILL)  # the CLI and everything it started
         cli.wait()
     _wait_until_dead(dag_run.pid)  # SIGKILL takes a moment to end the Airflow process
     deadline = time.monotonic() + 30  # and the children it forked, which share the home's lock
-    while _home_locked():
+    while airflow_home_locked():
         assert time.monotonic() < deadline, "the killed run's processes still hold the Airflow home"
         time.sleep(0.1)
     caplog.set_level(logging.INFO)

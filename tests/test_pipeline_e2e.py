@@ -110,7 +110,7 @@ def test_handmade_drops_end_to_end(warehouse, tmp_path, monkeypatch):
         [event("E99", "A3", "COMMISSIONING", 53, "FAIL", "2020-07-30T15:00:00Z", "COM02")],
     )
     proc = run_cli("run", "--landing", str(landing), "--date", D30.isoformat(), "--out", str(out), check=True)
-    assert "restate_later_dates" in proc.stdout
+    assert f"{D30} restated 1 exported date(s): {D31}" in proc.stdout
     for day in (D30, D31):
         folder = out / day.isoformat()
         assert json.loads((folder / "manifest.json").read_text())["revision"] == 2, day

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO
+from conftest import REPO, airflow_home_locked
 from drops import D30, D31, build_handmade_landing
 from exports import assert_exports_match_reference
 
@@ -129,16 +129,6 @@ def _in_session(sid: int) -> list[int]:
             if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
                 found.append(int(entry.name))
     return found
-
-
-def _home_locked() -> bool:
-    with open(Path(os.environ["S1MIG_HOME"]) / "airflow" / ".dags-test.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
 
 
 # ----------------------------------------------------------------------------- one line, never a traceback
@@ -334,7 +324,7 @@ def test_stopping_a_run_stops_everything_it_started(warehouse, tmp_path, how):
     while any(_alive(p) for p in started) or _in_session(cli.pid):
         assert time.monotonic() < deadline, [_cmdline(p) for p in started if _alive(p)] + _in_session(cli.pid)
         time.sleep(0.1)
-    assert not _home_locked()
+    assert not airflow_home_locked()
     with psycopg.connect(warehouse) as conn:
         released_at, released_how = conn.execute("select released_at, released_how from audit.run_lease").fetchone()
         assert released_at is not None and released_how == f"run stopped ({how})"

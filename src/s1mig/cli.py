@@ -359,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         notes = ": " + "; ".join(stop.notes) if stop.notes else ""
         print(f"s1mig: stopped by {stop.signame}{notes}", file=sys.stderr, flush=True)
         return 128 + stop.signum
+    except BrokenPipeError:  # the reader went away (`s1mig breaks | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except psycopg.OperationalError as err:
         lines = str(err).strip().splitlines() or [type(err).__name__]
         return _err(f"the warehouse database failed: {' '.join(line.strip() for line in lines)}")

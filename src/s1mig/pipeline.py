@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 
 from s1mig import dbt, export, gate, land
@@ -62,7 +63,12 @@ def restate_step(
         restated += restate.restate_later_dates(report_date, out, url, run_id, echo=log.info)
     restated += restate.restate_stale(out, url, run_id, echo=log.info)
     if restated:
-        log.info("restated %d date(s) after %s: %s", len(restated), report_date, ", ".join(map(str, restated)))
+        line = f"restated {len(restated)} exported date(s): {', '.join(map(str, restated))}"
+        log.info("%s: %s", report_date, line)
+        notice_file = os.environ.get("S1MIG_NOTICE_FILE")  # shown by `s1mig run` after the run
+        if notice_file:
+            with open(notice_file, "a") as fh:
+                fh.write(f"{report_date} {line} (see each date's manifest revision and evidence)\n")
     return [d.isoformat() for d in restated]
 
 

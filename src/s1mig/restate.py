@@ -89,6 +89,18 @@ def _revision(folder: Path) -> int:
     return int(json.loads((folder / "manifest.json").read_text()).get("revision", 1))
 
 
+def _restate_date(
+    day: dt.date, out: Path, url: str, run_id: str, reason: dict, echo: Callable[[str], object] | None
+) -> Path:
+    """One date again, as at its own end of day: dbt build, gate, export (a new revision
+    only when its files change; the evidence carries `reason`) and the run summary."""
+    dbt.build(day, url, echo=echo)
+    gate.run_gate(day, run_id, url)
+    folder = export.export_date(day, out, url, run_id, restatement=reason)
+    summary.write_summary(day, folder, run_id, url)
+    return folder
+
+
 def restate_later_dates(
     corrected_date: dt.date,
     out: Path,
@@ -135,10 +147,7 @@ def restate_later_dates(
     for i, day in enumerate(later):
         before = _revision(out / day.isoformat())
         try:
-            dbt.build(day, url, echo=echo)
-            gate.run_gate(day, run_id, url)
-            folder = export.export_date(day, out, url, run_id, restatement=reason)
-            summary.write_summary(day, folder, run_id, url)
+            folder = _restate_date(day, out, url, run_id, reason, echo)
         except S1migError as err:
             left = ", ".join(map(str, later[i:]))
             raise S1migError(
@@ -211,12 +220,8 @@ def restate_stale(
     done: list[dt.date] = []
     for i, day in enumerate(todo):
         before = _revision(out / day.isoformat())
-        reason = {"corrected_drop": causes[day]}
         try:
-            dbt.build(day, url, echo=echo)
-            gate.run_gate(day, run_id, url)
-            folder = export.export_date(day, out, url, run_id, restatement=reason)
-            summary.write_summary(day, folder, run_id, url)
+            folder = _restate_date(day, out, url, run_id, {"corrected_drop": causes[day]}, echo)
         except S1migError as err:
             left = ", ".join(map(str, todo[i:]))
             raise S1migError(f"restatement of stale exports stopped at {day} ({err}); not restated: {left}") from err
