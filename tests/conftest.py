@@ -64,6 +64,23 @@ def fresh_database(server_url: str, name: str | None = None) -> Iterator[str]:
             conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+@contextmanager
+def built_warehouse(server_url: str, landing_root: Path, run_id: str) -> Iterator[str]:
+    """A fresh warehouse with the hand-made 2020-07-30 drop landed, built and gated under
+    `run_id` (S1MIG_DATABASE_URL points at it meanwhile); its URL."""
+    from drops import D30, build_handmade_landing
+
+    from s1mig import pipeline
+
+    with fresh_database(server_url) as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S1MIG_DATABASE_URL", url)
+        landing = build_handmade_landing(landing_root)
+        pipeline.land_step(landing, D30, url)
+        pipeline.dbt_step(D30, url)
+        pipeline.gate_step(D30, run_id, url)
+        yield url
+
+
 @pytest.fixture
 def warehouse(server_url, monkeypatch) -> Iterator[str]:
     """A brand-new, empty warehouse database; S1MIG_DATABASE_URL points at it."""

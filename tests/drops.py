@@ -334,3 +334,19 @@ def edit_rows(folder: Path, extract: str, match: dict[str, str], changes: dict[s
     writer.writerows(rows)
     path.write_text(buf.getvalue())
     refresh_manifest(folder)
+
+
+def raw_snapshot(url: str) -> dict[str, list]:
+    """Every raw row and the ledger, to prove a rejected drop changed nothing."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        from s1mig import land
+
+        land.ensure_raw_schema(conn)
+        state = {
+            e.name: conn.execute(f"select * from raw.{e.name} order by _drop_date, _row_number").fetchall()
+            for e in EXTRACTS
+        }
+        state["ledger"] = conn.execute("select * from raw.drop_ledger order by landed_at").fetchall()
+    return state

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import fresh_database
-from drops import D30, build_handmade_landing
+from conftest import built_warehouse
+from drops import D30
 
-from s1mig import export, pipeline
+from s1mig import export
 from s1mig.errors import GateBlocked
 
 pytestmark = pytest.mark.integration
@@ -29,12 +29,7 @@ STRANGER = "ZZZZ99"  # a well-formed party id that no drop ever delivered
 @pytest.fixture(scope="module")
 def built(server_url, tmp_path_factory) -> Iterator[str]:
     """A warehouse with D30 landed, built and gated (run id "r9-gate"); its URL."""
-    with fresh_database(server_url) as url, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("S1MIG_DATABASE_URL", url)
-        landing = build_handmade_landing(tmp_path_factory.mktemp("landing"))
-        pipeline.land_step(landing, D30, url)
-        pipeline.dbt_step(D30, url)
-        pipeline.gate_step(D30, "r9-gate", url)
+    with built_warehouse(server_url, tmp_path_factory.mktemp("landing"), "r9-gate") as url:
         yield url
 
 

@@ -23,16 +23,15 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO
-from drops import D30, D31, build_handmade_landing
+from conftest import REPO, built_warehouse
+from drops import D30, D31
 
-from s1mig import db, export, pipeline
+from s1mig import export
 
 pytestmark = pytest.mark.integration
 
@@ -86,20 +85,8 @@ CHILD = textwrap.dedent(
 @pytest.fixture(scope="module")
 def built(server_url, tmp_path_factory) -> Iterator[str]:
     """A warehouse with D30 landed, built and gated; its URL."""
-    name = f"s1mig_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    parts = db.url_parts(server_url)
-    url = db.url_from_parts(parts["host"], parts["port"], parts["user"], parts["password"], name)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("S1MIG_DATABASE_URL", url)
-        landing = build_handmade_landing(tmp_path_factory.mktemp("landing"))
-        pipeline.land_step(landing, D30, url)
-        pipeline.dbt_step(D30, url)
-        pipeline.gate_step(D30, "recovery", url)
+    with built_warehouse(server_url, tmp_path_factory.mktemp("landing"), "recovery") as url:
         yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 @contextlib.contextmanager

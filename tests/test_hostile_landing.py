@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from conftest import REPO, run_cli
 from drops import D30, D31, SIG_A, SIG_B, event, write_drop
+from drops import raw_snapshot as snapshot
 from drops import small_drop_tables as tables
 
 from s1mig import land
@@ -231,18 +232,6 @@ FAULTS = {
         "a quoted field opened on this line is never closed (unterminated quote)",
     ),
 }
-
-
-def snapshot(url: str) -> dict[str, list]:
-    """Every raw row and the ledger, to prove a rejected drop changed nothing."""
-    with psycopg.connect(url) as conn:
-        land.ensure_raw_schema(conn)
-        state = {
-            e.name: conn.execute(f"select * from raw.{e.name} order by _drop_date, _row_number").fetchall()
-            for e in EXTRACTS
-        }
-        state["ledger"] = conn.execute("select * from raw.drop_ledger order by landed_at").fetchall()
-    return state
 
 
 def database_size(url: str) -> int:

@@ -14,25 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from drops import D30, event, write_drop
+from drops import raw_snapshot as snapshot
 from drops import small_drop_tables as tables
 
 from s1mig import land
-from s1mig.contract import EXTRACTS
 from s1mig.errors import DropMissing, DropRejected
 
 pytestmark = pytest.mark.integration
-
-
-def snapshot(url: str) -> dict[str, list]:
-    """Every raw row and the ledger, to prove a rejected drop changed nothing."""
-    with psycopg.connect(url) as conn:
-        land.ensure_raw_schema(conn)
-        state = {
-            e.name: conn.execute(f"select * from raw.{e.name} order by _drop_date, _row_number").fetchall()
-            for e in EXTRACTS
-        }
-        state["ledger"] = conn.execute("select * from raw.drop_ledger order by landed_at").fetchall()
-    return state
 
 
 def rewrite(folder: Path, file: str, mutate: Callable[[bytes], bytes], fix_manifest: bool = True) -> None:

@@ -29,6 +29,7 @@ from drops import D30, D31, build_handmade_landing
 from exports import assert_exports_match_reference
 
 from s1mig import airflow_run, db, lease, pipeline
+from s1mig.airflow_run import process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -107,14 +108,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _in_session(sid: int) -> list[int]:
@@ -321,8 +314,8 @@ def test_stopping_a_run_stops_everything_it_started(warehouse, tmp_path, how):
     assert "its warehouse lease is released" in lines[0]
 
     deadline = time.monotonic() + 5
-    while any(_alive(p) for p in started) or _in_session(cli.pid):
-        assert time.monotonic() < deadline, [_cmdline(p) for p in started if _alive(p)] + _in_session(cli.pid)
+    while any(process_alive(p) for p in started) or _in_session(cli.pid):
+        assert time.monotonic() < deadline, [_cmdline(p) for p in started if process_alive(p)] + _in_session(cli.pid)
         time.sleep(0.1)
     assert not airflow_home_locked()
     with psycopg.connect(warehouse) as conn:

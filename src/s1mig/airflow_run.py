@@ -391,7 +391,8 @@ def descendants(root: int | None = None) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie or a dead process does not), read from /proc."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -429,7 +430,7 @@ def stop_descendants(wait: float = STOP_WAIT) -> set[int]:
     deadline = time.monotonic() + wait
     while True:
         _reap()
-        if not any(_alive(pid) for pid in frozen) or time.monotonic() >= deadline:
+        if not any(process_alive(pid) for pid in frozen) or time.monotonic() >= deadline:
             return frozen
         time.sleep(0.05)
 
