@@ -182,10 +182,10 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_airflow_migrate(args: argparse.Namespace) -> dict[str, Any]:
     """`airflow db migrate` of $S1MIG_HOME/airflow, as `s1mig run` does on its first use."""
-    from s1mig import airflow_run, db
+    from s1mig import airflow_home, db
 
     started = time.monotonic()
-    airflow_run.ensure_airflow_db(airflow_run.airflow_env(db.warehouse_url()), print)
+    airflow_home.ensure_airflow_db(airflow_home.airflow_env(db.warehouse_url()), print)
     return {"seconds": time.monotonic() - started}
 
 
@@ -194,15 +194,15 @@ def cmd_cosmos(args: argparse.Namespace) -> dict[str, Any]:
     `s1mig run` gives Airflow, for one report date."""
     import subprocess
 
-    from s1mig import airflow_run, config, db
+    from s1mig import airflow_home, config, db
 
-    env = airflow_run.airflow_env(db.warehouse_url())
+    env = airflow_home.airflow_env(db.warehouse_url())
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent / "cosmos_dags")
     env["S1MIG_BENCH_COSMOS_MANIFEST"] = str(config.home() / "dbt" / "target" / "manifest.json")
     env["S1MIG_BENCH_COSMOS_INVOCATION"] = args.invocation
     env["S1MIG_BENCH_COSMOS_TESTS"] = args.tests
     env["S1MIG_BENCH_DBT"] = str(Path(sys.executable).with_name("dbt"))
-    airflow_run.ensure_airflow_db(env, print)
+    airflow_home.ensure_airflow_db(env, print)
     conf = json.dumps({"report_date": args.date.isoformat()})
     cmd = [str(Path(sys.executable).with_name("airflow")), "dags", "test", "s1mig_cosmos_dbt", args.date.isoformat()]
     started = time.monotonic()

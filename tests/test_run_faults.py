@@ -28,7 +28,7 @@ from conftest import REPO, airflow_home_locked
 from drops import D30, D31, build_handmade_landing
 from exports import assert_exports_match_reference
 
-from s1mig import airflow_run, db, lease, pipeline
+from s1mig import airflow_home, airflow_run, db, lease, pipeline
 from s1mig.airflow_run import process_alive
 
 pytestmark = pytest.mark.integration
@@ -372,7 +372,7 @@ def test_stopping_a_backfill_while_it_waits(warehouse, tmp_path, monkeypatch):
 def test_every_run_has_its_own_log_file(warehouse, tmp_path, monkeypatch):
     """Two `s1mig run` of one date started in the same second (here both stop at once: the
     Airflow home is held) write two log files, each with its own run's line."""
-    airflow_run.ensure_airflow_db(airflow_run.airflow_env(warehouse), lambda _: None)
+    airflow_home.ensure_airflow_db(airflow_home.airflow_env(warehouse), lambda _: None)
     landing, out = build_handmade_landing(tmp_path / "landing"), tmp_path / "out"
     home = Path(os.environ["S1MIG_HOME"]) / "airflow"
     monkeypatch.setenv("S1MIG_LEASE_WAIT", "0")

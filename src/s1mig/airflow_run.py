@@ -27,7 +27,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from typing import IO
 
 import psycopg
 
-from s1mig import config, db
+from s1mig import airflow_home, config, db
 from s1mig.errors import DatabaseUnreachable, S1migError, Stopped
 
 log = logging.getLogger(__name__)
@@ -47,55 +46,6 @@ DAG_ID = "s1mig_daily"
 TASKS = ("land", "dbt_build", "reconciliation_gate", "export", "run_summary", "restate_later_dates")
 ALL_TASKS = ("take_lease", *TASKS, "release_lease")
 STOP_WAIT = 10.0  # seconds the processes of a stopped run may take to be gone
-
-
-def airflow_env(url: str) -> dict[str, str]:
-    home = config.home() / "airflow"
-    home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(db.warehouse_env(url))
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_dir()),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
-            "S1MIG_HOME": str(config.home()),
-            "S1MIG_PROJECT_DIR": str(config.project_dir()),
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "PYTHONUNBUFFERED": "1",
-            # a failed task fails the run at once: `airflow dags test` would wait out the retry delay
-            "S1MIG_TASK_RETRIES": "0",
-            # the lease records the run as started by the CLI, all its tasks in one process
-            "S1MIG_RUN_ORIGIN": "cli",
-        }
-    )
-    return env
-
-
-def _airflow() -> str:
-    exe = Path(sys.executable).with_name("airflow")
-    return str(exe) if exe.exists() else "airflow"
-
-
-def ensure_airflow_db(env: dict[str, str], echo: Callable[[str], None]) -> None:
-    """`airflow db migrate` once per Airflow version (serialised by a lock file)."""
-    home = Path(env["AIRFLOW_HOME"])
-    from importlib.metadata import version
-
-    marker = home / f".migrated-{version('apache-airflow')}"
-    with open(home / ".migrate.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            return
-        echo("preparing Airflow metadata database (first run only)...")
-        proc = subprocess.run([_airflow(), "db", "migrate"], env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            out = home / "db-migrate.log"
-            out.write_text(proc.stdout + proc.stderr)
-            raise S1migError(f"airflow db migrate failed (exit code {proc.returncode}): its output is in {out}")
-        marker.touch()
 
 
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
@@ -211,9 +161,9 @@ def run_dag(
         skip = (*skip, "run_summary", "restate_later_dates")
     url = db.warehouse_url()
     preflight(url)
-    env = airflow_env(url)
+    env = airflow_home.airflow_env(url)
     become_subreaper()  # before any child: nothing it starts escapes a stop
-    ensure_airflow_db(env, echo)
+    airflow_home.ensure_airflow_db(env, echo)
     logs = config.home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_file = new_log_file(logs, report_date)
@@ -222,7 +172,7 @@ def run_dag(
     notice_file = log_file.with_suffix(".notices")
     env["S1MIG_NOTICE_FILE"] = str(notice_file)
     conf = {"report_date": report_date.isoformat(), "landing": str(landing.resolve()), "out": str(out.resolve())}
-    cmd = [_airflow(), "dags", "test", DAG_ID, report_date.isoformat(), "-c", json.dumps(conf)]
+    cmd = [airflow_home.airflow_exe(), "dags", "test", DAG_ID, report_date.isoformat(), "-c", json.dumps(conf)]
     if skip:
         cmd += ["--mark-success-pattern", "^(" + "|".join(skip) + ")$"]
     seen: set[str] = set()

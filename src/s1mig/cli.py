@@ -12,22 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+from s1mig import cli_db, cli_service
+from s1mig.cli_common import date_arg as _date
+from s1mig.cli_common import err as _err
+from s1mig.cli_common import lease_echo as _lease_echo
 from s1mig.errors import DatabaseUnreachable, DropMissing, S1migError, Stopped
 
 # the signals that stop a command: Ctrl-C, cron / systemd / `timeout`, a closed terminal
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
-
-
-def _err(message: str) -> int:
-    print(f"s1mig: error: {message}", file=sys.stderr)
-    return 1
 
 
 def _check_drop(landing: Path, day: dt.date) -> None:
@@ -104,10 +96,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lease_echo(line: str) -> None:
-    print(f"s1mig: {line}", file=sys.stderr, flush=True)
-
-
 def cmd_land(args: argparse.Namespace) -> int:
     """Land one drop (--first: as the warehouse's first drop), or take one back (--undo D).
     Every failure is one line: a rejected drop (its quarantine record is written), a
@@ -148,33 +136,6 @@ def cmd_land(args: argparse.Namespace) -> int:
         path.write_text(traceback.format_exc())
         return _err(f"{what}: unexpected error ({type(exc).__name__}); the traceback is in {path}")
     print(f"s1mig: {result.line()}")
-    return 0
-
-
-def cmd_db(args: argparse.Namespace) -> int:
-    from s1mig import db
-
-    if args.action == "stop":
-        if os.environ.get("S1MIG_DATABASE_URL"):
-            return _err("S1MIG_DATABASE_URL is set: that server is not ours to stop")
-        print(
-            "s1mig: embedded PostgreSQL stopped" if db.stop_embedded() else "s1mig: embedded PostgreSQL was not running"
-        )
-    elif args.action == "url":
-        print(db.warehouse_url())
-    elif args.action == "start":
-        print(f"s1mig: warehouse at {db.warehouse_url()}")
-    return 0
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    """Print shell exports so dbt/psql/airflow by hand reach the same warehouse."""
-    import shlex
-
-    from s1mig import db
-
-    for key, value in db.warehouse_env(db.warehouse_url()).items():
-        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 
@@ -281,12 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_land)
 
-    p = sub.add_parser("db", help="the embedded PostgreSQL: start, stop, url")
-    p.add_argument("action", choices=["start", "stop", "url"])
-    p.set_defaults(func=cmd_db)
-
-    p = sub.add_parser("env", help="print shell exports for dbt/psql/airflow by hand")
-    p.set_defaults(func=cmd_env)
+    cli_db.register(sub)
+    cli_service.register(sub)
 
     p = sub.add_parser(
         "breaks",
