@@ -134,8 +134,9 @@ def test_charts_show_eligible_counts_and_label_their_axes(built, exported):
     assert expected
     progress = page.split("<figure>")[1]
     assert "S1MIG-010" in progress
-    for cohort, migrated, eligible in expected:  # the last point names both figures
-        assert f"{cohort} {float(migrated) * 100 / float(eligible):.1f}% of {eligible:,}" in progress
+    for cohort, migrated, eligible in expected:  # the legend gives both figures of the last date
+        pct = float(migrated) * 100 / float(eligible)
+        assert f"{cohort} % migrated ({pct:.1f}% of {eligible:,} on 30 Jul)" in progress
     assert ">% of eligible installations migrated</text>" in progress and ">eligible installations</text>" in progress
     figures = page.split("<figure>")[1:]
     assert len(figures) == 3 and page.count("<svg") == 3

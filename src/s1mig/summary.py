@@ -120,41 +120,38 @@ def _figure(title: str, parts: list[str], keys: list[tuple[str, str, bool]]) -> 
 
 
 def _polyline(values: list[float], max_y: float, colour: str, name: str, dual: bool, dashed: bool = False) -> str:
+    """A series as a line with a marker per point (filled; hollow for a dashed series)."""
     n = len(values)
     points = " ".join(f"{_x(j, n, dual):.1f},{_y(v, max_y):.1f}" for j, v in enumerate(values))
     dash = ' stroke-dasharray="6 4"' if dashed else ""
-    marker = "".join(
-        f'<circle cx="{_x(j, n, dual):.1f}" cy="{_y(v, max_y):.1f}" r="2.5" fill="{colour}"/>'
+    fill = "#fff" if dashed else colour
+    markers = "".join(
+        f'<circle cx="{_x(j, n, dual):.1f}" cy="{_y(v, max_y):.1f}" r="3" fill="{fill}" stroke="{colour}" '
+        f'stroke-width="1.5"><title>{_esc(name)}: {v:,.1f}</title></circle>'
         for j, v in enumerate(values)
     )
     return (
         f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{points}">'
-        f"<title>{_esc(name)}</title></polyline>{marker if n <= 40 else ''}"
+        f"<title>{_esc(name)}</title></polyline>{markers if n <= 60 else ''}"
     )
 
 
 def progress_chart(title: str, labels: list[str], pct: dict[str, list[float]], eligible: dict[str, list[float]]) -> str:
     """Per cohort: the % of eligible installations migrated (solid, left axis) and the
-    eligible installations themselves (dashed, right axis, same colour), so a rise in
-    eligible installations shows as the reason for a drop in the percentage. The last
-    point of each cohort is labelled with both figures."""
+    eligible installations themselves (dashed, hollow points, right axis, same colour),
+    so a rise in eligible installations shows as the reason for a drop in the
+    percentage. The legend gives both figures of the last date."""
     right_max = _nice_max(max([v for vals in eligible.values() for v in vals] + [1]))
     parts = _axes(
         100, labels, "% of eligible installations migrated", "report date", "%", (right_max, "eligible installations")
     )
     keys: list[tuple[str, str, bool]] = []
-    n = len(labels)
     for i, cohort in enumerate(pct):
         colour = PALETTE[i % len(PALETTE)]
         parts.append(_polyline(pct[cohort], 100, colour, f"{cohort}: % migrated", True))
         parts.append(_polyline(eligible[cohort], right_max, colour, f"{cohort}: eligible installations", True, True))
-        keys += [(f"{cohort} % migrated", colour, False), (f"{cohort} eligible", colour, True)]
-        if n:
-            last_pct, last_eligible = pct[cohort][-1], eligible[cohort][-1]
-            parts.append(
-                f'<text x="{_x(n - 1, n, True) - 6:.1f}" y="{_y(last_pct, 100) - 6:.1f}" text-anchor="end" '
-                f'font-size="10" fill="{colour}">{_esc(cohort)} {last_pct:.1f}% of {last_eligible:,.0f}</text>'
-            )
+        last = f" ({pct[cohort][-1]:.1f}% of {eligible[cohort][-1]:,.0f} on {labels[-1]})" if labels else ""
+        keys += [(f"{cohort} % migrated{last}", colour, False), (f"{cohort} eligible", colour, True)]
     return _figure(title, parts, keys)
 
 
