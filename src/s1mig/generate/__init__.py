@@ -9,10 +9,12 @@ in memory. The modules, in the order the process runs:
   fuels, suppliers, eligibility, whether its devices are faulty) are a pure function of
   (seed, index), so a base of any size is written without being stored; only a change of
   supplier keeps the new version in memory. A cursor walks it in index order and hands
-  each eligible installation to the party that will request it (its *lead* supplier).
+  each eligible installation to the party that will request it (its *lead* supplier);
+  installations not yet eligible wait in a small heap until they are.
 * `simulation`: the process starts WARMUP_DAYS before `start` (that history, and the
-  allocations made before it, go in the first drop); each day plans the parties' MA
-  files, capacity allocations, COF dispatches and inventory changes.
+  allocations made before it, go in the first drop, so the first report dates already have
+  retries, completions and cumulative totals); each day plans the parties' MA files,
+  capacity allocations, COF dispatches and inventory changes.
 * `authorisations`: parties send a few MA files a day; DCC validates every record
   (MA01-MA06) within the party's capacity allocation.
 * `attempts`: accepted records are scheduled as attempts and run through the four stages.
