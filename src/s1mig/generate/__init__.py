@@ -15,8 +15,8 @@ in memory. The modules, in the order the process runs:
   allocations made before it, go in the first drop, so the first report dates already have
   retries, completions and cumulative totals); each day plans the parties' MA files,
   capacity allocations, COF dispatches and inventory changes.
-* `authorisations`: parties send a few MA files a day; DCC validates every record
-  (MA01-MA06) within the party's capacity allocation.
+* `parties` and `authorisations`: parties send a few MA files a day (new requests, retries
+  and mistakes); DCC validates every record (MA01-MA06) within the party's capacity allocation.
 * `attempts`: accepted records are scheduled as attempts and run through the four stages.
 * `completion`: a COF record per responsible party, dispatched in per-party COF files every
   few hours; failures are retried (attempt_no + 1) until the fifth excludes the
