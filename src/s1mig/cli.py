@@ -209,10 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the daily DAG for one report date through Airflow")
-    p.add_argument("--landing", type=Path, required=True, help="folder holding <YYYY-MM-DD>/ drops (required)")
-    p.add_argument("--date", type=_date, required=True, help="report date D, YYYY-MM-DD (required)")
     p.add_argument(
-        "--out", type=Path, required=True, help="export folder: the reports go to OUT/<D>/<party>/ (required)"
+        "--landing", type=Path, metavar="DIR", required=True, help="folder holding <YYYY-MM-DD>/ drops (required)"
+    )
+    p.add_argument("--date", type=_date, metavar="D", required=True, help="report date D, YYYY-MM-DD (required)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="export folder: the reports go to OUT/<D>/<party>/ (required)",
     )
     p.add_argument(
         "--skip",
@@ -235,11 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
         "checks that every drop of the range is delivered (<landing>/<D>/manifest.json) and runs nothing when "
         "one is missing, naming the missing dates.",
     )
-    p.add_argument("--landing", type=Path, required=True, help="folder holding <YYYY-MM-DD>/ drops (required)")
-    p.add_argument("--start", type=_date, required=True, help="first report date, YYYY-MM-DD (required)")
-    p.add_argument("--end", type=_date, required=True, help="last report date, YYYY-MM-DD, included (required)")
     p.add_argument(
-        "--out", type=Path, required=True, help="export folder: the reports go to OUT/<D>/<party>/ (required)"
+        "--landing", type=Path, metavar="DIR", required=True, help="folder holding <YYYY-MM-DD>/ drops (required)"
+    )
+    p.add_argument("--start", type=_date, metavar="D", required=True, help="first report date, YYYY-MM-DD (required)")
+    p.add_argument(
+        "--end", type=_date, metavar="D", required=True, help="last report date, YYYY-MM-DD, included (required)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="export folder: the reports go to OUT/<D>/<party>/ (required)",
     )
     p.add_argument(
         "--first",
@@ -251,15 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write anonymised, contract-valid drops")
     p.add_argument(
-        "--out", type=Path, required=True, help="landing folder to write OUT/<YYYY-MM-DD>/ drops into (required)"
+        "--out",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="landing folder to write OUT/<YYYY-MM-DD>/ drops into (required)",
     )
-    p.add_argument("--start", type=_date, required=True, help="date of the first drop, YYYY-MM-DD (required)")
-    p.add_argument("--days", type=int, default=7, help="how many daily drops (default: %(default)s)")
     p.add_argument(
-        "--installations", type=int, default=500, help="installations in the population (default: %(default)s)"
+        "--start", type=_date, metavar="D", required=True, help="date of the first drop, YYYY-MM-DD (required)"
+    )
+    p.add_argument("--days", type=int, metavar="N", default=7, help="how many daily drops (default: %(default)s)")
+    p.add_argument(
+        "--installations",
+        type=int,
+        metavar="N",
+        default=500,
+        help="installations in the population (default: %(default)s)",
     )
     p.add_argument(
-        "--seed", type=int, default=1, help="random seed: the same seed writes the same drops (default: %(default)s)"
+        "--seed",
+        type=int,
+        metavar="N",
+        default=1,
+        help="random seed: the same seed writes the same drops (default: %(default)s)",
     )
     p.set_defaults(func=cmd_generate)
 
@@ -269,8 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="s1mig land --landing DIR --date D [--first] verifies the drop DIR/D/ and lands it; "
         "s1mig land --undo D takes the latest landing of D back (docs/landing.md).",
     )
-    p.add_argument("--landing", type=Path, help="folder holding <YYYY-MM-DD>/ drops (needed with --date; no default)")
-    p.add_argument("--date", type=_date, help="the drop's date D, YYYY-MM-DD (needed with --landing; no default)")
+    p.add_argument(
+        "--landing",
+        type=Path,
+        metavar="DIR",
+        help="folder holding <YYYY-MM-DD>/ drops (needed with --date; no default)",
+    )
+    p.add_argument(
+        "--date", type=_date, metavar="D", help="the drop's date D, YYYY-MM-DD (needed with --landing; no default)"
+    )
     p.add_argument(
         "--first",
         action="store_true",

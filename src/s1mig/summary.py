@@ -1,8 +1,11 @@
 """The run summary of a report date: one self-contained HTML page (inline CSS and SVG,
 no scripts, nothing fetched) beside the exports, for the operator who would rather look
-than read: the gate's rule table, rows per report per party, and three charts —
-cumulative migration by cohort (S1MIG-010), daily successes and failures (S1MIG-005) and
-failures by stage (S1MIG-007). Reads small aggregates only, never a whole mart."""
+than read. It opens with a one-line verdict (blocked by which rule, awaiting approval,
+released or rejected, with the warnings and open breaks counted), then the gate's rule
+table, the open breaks, rows per report per party, and three charts with titled axes:
+cumulative migration by cohort (S1MIG-010, with the eligible installations beside the
+percentage), daily successes and failures (S1MIG-005) and failures by stage (S1MIG-007).
+Reads small aggregates only, never a whole mart."""
 
 from __future__ import annotations
 
@@ -356,9 +359,9 @@ tr.fail td {{ background: #fdd; }} tr.warn td {{ background: #ffefc2; }} tr.pass
 .verdict.blocked, .verdict.rejected, .verdict.not-gated {{ background: #fdd; border-color: #c00; }}
 .verdict.awaiting {{ background: #ffefc2; border-color: #d90; }}
 .verdict.released, .verdict.passed {{ background: #e3f4e3; border-color: #2a7a2a; }}
-figure {{ display: inline-block; margin: 0 1.5em 1.5em 0; }} svg {{ width: {W}px; height: {H}px; }}
+figure {{ display: inline-block; vertical-align: top; margin: 0 1.5em 1.5em 0; }} svg {{ width: {W}px; height: {H}px; }}
 figcaption {{ font-weight: 600; margin-bottom: 4px; max-width: {W}px; }}
-.legend .key {{ margin-right: 1em; font-size: 12px; white-space: nowrap; }}
+.legend {{ max-width: {W}px; }} .legend .key {{ margin-right: 1em; font-size: 12px; white-space: nowrap; }}
 .legend i {{ display: inline-block; width: 18px; height: 0; margin: 0 4px 3px 0; border-top: 3px solid; }}
 .legend i.dashed {{ border-top-style: dashed; }}
 </style></head><body>
