@@ -163,7 +163,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "s1mig command; `s1mig db start --listen HOST:PORT` makes it listen on TCP too, for BI users only "
         "(scram-sha-256; see `s1mig bi-user`).",
     )
-    p.add_argument("action", choices=["start", "stop", "url"], help="start (default: as configured), stop, or url")
+    p.add_argument(
+        "action", choices=["start", "stop", "url"], help="start (listening as configured), stop, or url (no default)"
+    )
     p.add_argument(
         "--listen",
         metavar="HOST:PORT|off",

@@ -154,7 +154,9 @@ def _listen_file() -> Path:
 
 
 def _listen_source() -> str:
-    return LISTEN_ENV if os.environ.get(LISTEN_ENV, "").strip() else str(_listen_file())
+    if os.environ.get(LISTEN_ENV, "").strip():
+        return LISTEN_ENV
+    return str(_listen_file()) if _listen_file().is_file() else f"the configuration ({LISTEN_ENV}, {_listen_file()})"
 
 
 def embedded_listen() -> Listen | None:
@@ -230,6 +232,7 @@ def ensure_hba() -> bool:
     path = _pgdata() / "pg_hba.conf"
     old = path.read_text()
     kept: list[str] = []
+    removed: list[str] = []
     inside = False
     for line in old.splitlines():
         if line.startswith(HBA_BEGIN):
@@ -239,13 +242,15 @@ def ensure_hba() -> bool:
         elif not inside:
             tokens = line.split("#", 1)[0].split()
             if tokens and tokens[0].startswith("host") and "trust" in tokens[3:]:
-                log.info("pg_hba.conf: removed a TCP line that trusted everyone: %s", " ".join(tokens))
+                removed.append(" ".join(tokens))
                 continue
             kept.append(line)
     first = next((i for i, line in enumerate(kept) if line.strip() and not line.lstrip().startswith("#")), len(kept))
     new = "\n".join(kept[:first] + hba_lines() + kept[first:]) + "\n"
     if new == old:
         return False
+    if removed:
+        log.info("pg_hba.conf of the embedded server: %d TCP line(s) with trust removed", len(removed))
     st = path.stat()
     tmp = path.with_name("pg_hba.conf.s1mig-tmp")
     tmp.write_text(new)
