@@ -135,6 +135,10 @@ def make_offline(site: Path) -> int:
     left as they are, so running it after every checkpoint costs a read of each page."""
     if not (site / "index.html").is_file():
         return 0
+    if not (STATIC / ASSETS["https://code.jquery.com/jquery-3.7.1.min.js"]).is_file():
+        # an install that left the package data out (pyproject's package-data): the pages keep their CDN links
+        log.warning("Data Docs: %s is missing; the pages load their scripts and styles from the internet", STATIC)
+        return 0
     _copy_assets(site)
     for css in (site / "static" / "styles").glob("*.css"):
         _rewrite_css(css, site)
