@@ -129,21 +129,25 @@ def cmd_land(args: argparse.Namespace) -> int:
 
     from s1mig import config, land, lease
 
+    landing: Path | None = args.landing
+    drop_date: dt.date | None = args.date
     if args.undo is not None:
-        if args.landing is not None or args.date is not None or args.first:
+        if landing is not None or drop_date is not None or args.first:
             return _err("s1mig land --undo D takes no other option (it needs no drop folder)")
         day, what = args.undo, f"s1mig land --undo {args.undo}"
-    elif args.landing is None or args.date is None:
+    elif landing is None or drop_date is None:
         return _err("s1mig land needs --landing DIR and --date D (or --undo D to take a landing back)")
     else:
-        day, what = args.date, f"s1mig land {args.date}"
+        day, what = drop_date, f"s1mig land {drop_date}"
     try:
         with lease.held(None, what, day, "cli", echo=_lease_echo):  # one run at a time
+            result: land.LandResult | land.UndoResult
             if args.undo is not None:
                 result = land.undo(args.undo)
             else:
-                first = args.date if args.first else None
-                result = land.land(args.landing / args.date.isoformat(), args.date, first_drop=first)
+                assert landing is not None and drop_date is not None  # checked above
+                first = drop_date if args.first else None
+                result = land.land(landing / drop_date.isoformat(), drop_date, first_drop=first)
     except (S1migError, DropMissing):
         raise
     except DatabaseUnreachable as exc:  # already one line naming the server

@@ -239,8 +239,8 @@ def write_summary(
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
     with db.connect(url) as conn:
-        gate = []
-        if not conn.execute("select to_regclass('audit.gate_results') is null").fetchone()[0]:
+        gate: list[tuple] = []
+        if conn.execute("select to_regclass('audit.gate_results') is not null").fetchone() == (True,):
             gate = _rows(
                 conn,
                 "select rule_id, rule_name, severity, status, failing_count, sample_keys "
