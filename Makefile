@@ -65,3 +65,4 @@ clean: db-stop
 	rm -rf $(S1MIG_HOME) dbt_project/target dbt_project/logs
 
 include bench/Makefile.inc
+include examples/Makefile.inc
