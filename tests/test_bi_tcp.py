@@ -32,10 +32,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def listening(tmp_path_factory) -> Iterator[tuple[Path, int]]:
+def listening(tmp_path_factory, server_url) -> Iterator[tuple[Path, int]]:
     """An embedded server in a home of its own, made to listen on 127.0.0.1:<free port> by the
     command line, with the warehouse built (landed and dbt-built through the socket); stopped
-    at the end."""
+    at the end. (server_url: the session's server is found before S1MIG_HOME moves here.)"""
     home = tmp_path_factory.mktemp("bi_tcp_home")
     port = _free_port()
     with pytest.MonkeyPatch.context() as mp:
