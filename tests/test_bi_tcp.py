@@ -183,6 +183,13 @@ def test_the_listener_survives_a_restart_and_off_stops_it(listening):
         with _tcp(port, name, password) as bi:
             bi.execute("select 1")
 
+        with db.connect(db.warehouse_url()):  # another session (a run, the service): no restart under it
+            proc = run_cli("db", "start", "--listen", "off")
+        assert proc.returncode == 1 and "1 other session(s) use it" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        with _tcp(port, name, password) as bi:
+            bi.execute("select 1")
+
         assert "no TCP listener" in run_cli("db", "start", "--listen", "off", check=True).stdout
         with pytest.raises(psycopg.OperationalError):
             _tcp(port, name, password)
@@ -191,6 +198,29 @@ def test_the_listener_survives_a_restart_and_off_stops_it(listening):
     finally:
         run_cli("db", "start", "--listen", f"127.0.0.1:{port}", check=True)
         run_cli("bi-user", "remove", name)
+
+
+def test_s1mig_db_listen_configures_a_new_home(tmp_path, monkeypatch):
+    """S1MIG_DB_LISTEN on a home whose server does not exist yet: created, then listening;
+    it wins over the kept setting, and `--listen` refuses to contradict it."""
+    port = _free_port()
+    monkeypatch.setenv("S1MIG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(db.LISTEN_ENV, f"127.0.0.1:{port}")
+    try:
+        url = run_cli("db", "url", check=True).stdout.strip()
+        assert db.url_parts(url)["port"] == str(port) and db.url_parts(url)["host"].startswith("/")
+        with pytest.raises(psycopg.OperationalError, match="pg_hba.conf rejects"):  # TCP answers, postgres refused
+            _tcp(port, "postgres", None)
+        proc = run_cli("db", "start", "--listen", "off")
+        assert proc.returncode == 1, proc.stderr
+        wins = f"s1mig: error: {db.LISTEN_ENV}=127.0.0.1:{port} is set and wins over --listen: change or unset it"
+        assert proc.stderr.strip() == wins
+        monkeypatch.setenv(db.LISTEN_ENV, "nowhere")
+        proc = run_cli("db", "url")
+        assert proc.returncode == 1 and f"{db.LISTEN_ENV} must be HOST:PORT" in proc.stderr, proc.stderr
+    finally:
+        monkeypatch.delenv(db.LISTEN_ENV)
+        run_cli("db", "stop")
 
 
 def test_bi_users_on_a_server_of_s1mig_database_url(warehouse, monkeypatch):
