@@ -29,6 +29,8 @@ def _needs_default(action: argparse.Action) -> bool:
     """An argument the user may leave out: its help must say what happens then."""
     if action.required or action.nargs == argparse.REMAINDER:
         return False
+    if action.nargs == 0:  # a flag (--first, --all): off unless given, its help says what it does
+        return False
     if not action.option_strings:  # a positional: only when it may be left out
         return action.nargs in ("?", "*")
     return True

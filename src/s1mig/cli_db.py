@@ -187,7 +187,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "embedded server and on S1MIG_DATABASE_URL's (whose user then needs CREATEROLE).",
     )
     p.add_argument("action", choices=["add", "remove", "list"], help="add NAME, remove NAME, or list")
-    p.add_argument("name", nargs="?", help="the user's login name (lower-case letters, digits, _); none for list")
+    p.add_argument(
+        "name", nargs="?", help="the user's login name (lower-case letters, digits, _); default: none, for list"
+    )
     p.add_argument(
         "--connection-limit",
         type=_limit,
