@@ -78,13 +78,14 @@ def test_every_option_of_every_subcommand_states_its_help_and_default():
 def test_the_walk_finds_what_it_checks():
     """The check fails on an option without help, and on one whose default is not stated."""
     parser = argparse.ArgumentParser(prog="x")
-    parser.add_argument("--quiet", action="store_true", help="say less")
+    parser.add_argument("--quiet", action="store_true", help="say less")  # a flag: its help is enough
+    parser.add_argument("--loud", action="store_true")
     parser.add_argument("--days", type=int, default=7, help="how many days (default: a week)")
     parser.add_argument("--name")
     parser.add_argument("--where", required=True, help="where to (required)")
     parser.add_argument("--seed", type=int, default=1, help="seed (default: %(default)s)")
     assert _problems("x", parser) == [
-        "x --quiet: the help does not state the default ('say less')",
+        "x --loud: no help text",
         "x --days: the help does not name the default 7 ('how many days (default: a week)')",
         "x --name: no help text",
     ]
