@@ -5,6 +5,7 @@ scheduler and triggerer (metadata in PostgreSQL on the test's embedded server)."
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -203,13 +204,19 @@ def _wait(predicate, timeout: float, what: str, logs: Path):
 
 
 def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, server_url):
-    """Two runs still going at their deadline (default 09:00 London the day after D, i.e.
+    """Three runs still going at their deadline (default 09:00 London the day after D, i.e.
     logical date + 33 h): run `late` has not published, so its alert mails; run `released`
-    has published (only its last task is still running), so its alert sends nothing."""
+    has published (only its last task is still running), and run `elsewhere`'s date was
+    released by another run (the export folder's evidence), so theirs send nothing."""
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "release_probe.py").write_text(DEADLINE_DAG)
     port = _free_port()
+    # D = 2026-11-27 was released by another run (a re-run after a failure): its evidence says so
+    out = tmp_path / "out"
+    (out / "2026-11-27").mkdir(parents=True)
+    release = {"outcome": "approved", "by": "approver", "at": "2026-11-28T08:00:00+00:00"}
+    (out / "2026-11-27" / "evidence.json").write_text(json.dumps({"run_id": "manual__other", "release": release}))
     procs: list[subprocess.Popen] = []
     with fresh_database(server_url) as meta_url, SmtpServer(lifetime=420) as smtp:
         env = _airflow_env(
@@ -248,9 +255,15 @@ def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, s
             logical = {
                 "released": now - interval + dt.timedelta(seconds=90),
                 "late": now - interval + dt.timedelta(seconds=50),
+                "elsewhere": now - interval + dt.timedelta(seconds=51),
+            }
+            confs = {
+                "released": {},
+                "late": {"slow_publish": True},
+                "elsewhere": {"slow_publish": True, "report_date": "2026-11-27", "out": str(out)},
             }
             for name, when in logical.items():
-                conf = '{"slow_publish": true}' if name == "late" else "{}"
+                conf = json.dumps(confs[name])
                 subprocess.run(
                     [AIRFLOW, "dags", "trigger", "release_probe", "-r", name, "-l", when.isoformat(), "-c", conf], **run
                 )
@@ -275,7 +288,7 @@ def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, s
             _stop(procs)
         time.sleep(1)
         mails = list(smtp.messages)
-    assert {k: (v[1], v[2]) for k, v in done.items()} == {"late": (True, "success"), "released": (True, "success")}
+    assert {k: (v[1], v[2]) for k, v in done.items()} == {k: (True, "success") for k in logical}
     # the precondition of `released`: published before its deadline, the run still going then
     assert "released" in published and published["released"] < done["released"][0]
     assert "late" not in published

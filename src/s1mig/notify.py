@@ -366,6 +366,9 @@ def _notifier_classes() -> dict[str, type]:
                     "deadline passed for %s but %s has succeeded: no mail", run.get("dag_run_id"), self.release_task
                 )
                 return
+            if where := _released_on_disk(context):
+                self.log.info("deadline passed for %s but %s is released: no mail", run.get("dag_run_id"), where)
+                return
             subject, body = deadline_message(context, self.deadline_label, self.release_task, state)
             await _smtp_notifier(self.to, self.from_email, subject, body).async_notify(context)
             self.log.info("deadline mail sent to %s: %s", ", ".join(self.to), subject)
@@ -403,6 +406,24 @@ async def _release_state(context: dict, task_id: str) -> str | None:
         return f"unknown ({one_line(str(exc), 120) or type(exc).__name__})"
     state = (states.get(run_id) or {}).get(task_id)
     return str(state) if state else None
+
+
+def _released_on_disk(context: dict) -> str | None:
+    """<export folder>/<D> when it holds a released export (evidence.json with its release):
+    another run of the same date (a re-run after a failure) may have released D already."""
+    run = context.get("dag_run") or {}
+    conf = run.get("conf") or {}
+    day = report_date_of(None, conf, run.get("logical_date"), run.get("data_interval_start"))
+    try:
+        from pathlib import Path
+
+        from s1mig import config
+
+        folder = (Path(conf["out"]) if conf.get("out") else config.export_dir()) / day
+        record = json.loads((folder / "evidence.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return None
+    return str(folder) if isinstance(record, dict) and record.get("release") else None
 
 
 def __getattr__(name: str):
