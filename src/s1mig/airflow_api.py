@@ -28,7 +28,7 @@ class ApiError(S1migError):
 
 
 class AirflowApi:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 90.0):
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password

@@ -274,9 +274,9 @@ def service_env(url: str, metadata_url: str, opts: ServeOptions) -> dict[str, st
             "S1MIG_RUN_ORIGIN": "scheduler",
         }
     )
-    # a small machine: one API worker, a few task slots (the environment may say otherwise)
-    env.setdefault("AIRFLOW__API__WORKERS", "1")
-    env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
+    # a small machine: two API workers (one may wait on a slow request), a few task slots (unless set)
+    env.setdefault("AIRFLOW__API__WORKERS", "2")
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
     if "celery" in opts.executor.lower():
         if not env.get("AIRFLOW__CELERY__BROKER_URL"):
             raise ConfigInvalid(
@@ -318,21 +318,32 @@ def start_process(name: str, cmd: list[str], env: dict[str, str], logs: Path) ->
 
 
 def stop_processes(procs: list[Process], timeout: float = STOP_TIMEOUT) -> set[int]:
-    """SIGTERM each process group (Airflow ends its workers and tasks), then whatever of this
+    """SIGTERM each Airflow process (it ends its own workers and tasks), then whatever of this
     process's descendants is left is frozen and killed. Returns the pids killed at the end."""
     from s1mig import airflow_run
 
     for proc in procs:
         if proc.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.popen.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(p.popen.poll() is None for p in procs):
+                proc.popen.send_signal(signal.SIGTERM)
+    begun = time.monotonic()
+    deadline = begun + timeout
+    ended: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.name not in ended and p.popen.poll() is not None:
+                ended[p.name] = f"{p.name} ended in {time.monotonic() - begun:.1f}s (exit code {p.popen.returncode})"
+        if len(ended) == len(procs):
+            break
         time.sleep(0.2)
     killed = airflow_run.stop_descendants()
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(timeout=5)
+    if procs:
+        with open(procs[0].log.with_name("serve.log"), "a") as fh:
+            stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%SZ}"
+            fh.write(f"{stamp} stop: {'; '.join(ended.values())}; {len(killed)} process(es) killed\n")
     return killed
 
 
@@ -467,8 +478,12 @@ def serve(opts: ServeOptions, echo: Callable[[str], None] = print) -> int:
             _check_alive(procs, "unexpectedly")
             time.sleep(1.0)
     except Stopped as stop:
+        begun = time.monotonic()
         killed = stop_processes(procs)
-        stop.notes.append(f"the service's {len(procs)} Airflow processes are stopped" + _killed(killed))
+        stop.notes.append(
+            f"the service's {len(procs)} Airflow processes are stopped in {time.monotonic() - begun:.0f}s"
+            + _killed(killed)
+        )
         raise
     except BaseException:
         stop_processes(procs)
