@@ -52,7 +52,8 @@ def _seconds(name: str, default: float) -> float:
 
 
 def _notifications() -> tuple[list | None, object]:
-    """Failure notifiers and the Deadline Alert (s1mig.notify), when configured."""
+    """Failure notifiers and the Deadline Alert (s1mig.notify), when configured (the SMTP
+    settings in the environment); none when the module is not there."""
     try:
         from s1mig import notify
     except ImportError:  # not installed: the DAG runs without notifications
@@ -95,7 +96,11 @@ class ReleaseApproval(ApprovalOperator):
         return af.fail_fast(af.release_answered)(context, dict(answer))
 
 
+# failure mails per task (its context has the exception: the mail gives the one-line reason);
+# the Deadline Alert: reports not released by 09:00 London on the day after D
 ON_FAILURE, DEADLINE = _notifications()
+if ON_FAILURE:
+    DEFAULT_ARGS["on_failure_callback"] = ON_FAILURE
 
 
 @dag(
@@ -116,7 +121,6 @@ ON_FAILURE, DEADLINE = _notifications()
         "landing": Param(None, type=["null", "string"], description="landing folder; default S1MIG_LANDING_DIR"),
         "out": Param(None, type=["null", "string"], description="export folder; default S1MIG_EXPORT_DIR"),
     },
-    on_failure_callback=ON_FAILURE,
     deadline=DEADLINE,
     doc_md=__doc__,
 )

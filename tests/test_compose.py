@@ -58,6 +58,14 @@ def test_image_installs_the_lock():
         assert name in pinned, f"{name} is not pinned in constraints.txt"
 
 
+def test_four_eyes_release_and_drop_sensor_configured():
+    """Compose runs the service: reports wait for approval; the sensor's settings are visible."""
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["S1MIG_FOUR_EYES"] == "true"
+    assert env["S1MIG_DROP_TIMEOUT"] == "${S1MIG_DROP_TIMEOUT:-64800}"
+    assert env["S1MIG_DROP_POKE"] == "${S1MIG_DROP_POKE:-300}"
+
+
 def test_scale_out_profile():
     services = COMPOSE["services"]
     assert services["airflow-worker"]["profiles"] == ["celery"] == services["redis"]["profiles"]

@@ -26,7 +26,16 @@ folders beside the dates; every export into an out folder first recovers them al
 a lock on the out folder (one export at a time there): a date folder that an interrupted
 two-rename publish took away (.<D>.old-<pid>, the published export) is put back, and every
 other leftover (an unpublished temporary folder, or the folder an exchange replaced, whose
-content is the published one's kept revision or identical report files) is removed."""
+content is the published one's kept revision or identical report files) is removed.
+
+Release (s1mig.release, four-eyes): in a DAG run the checked folder is not published at once:
+`stage` moves it to the run's pending area <out>/.pending/<run>/<D>/ (inside `out`: one file
+system), and `publish_folder` publishes it once released: hard-linked into a temporary folder
+beside the dates (the pending folder stays whole until the date is published, so a killed
+publish is recovered like a killed export), its files re-hashed against the manifest, its
+revision settled against what <out>/<D> has then, the release written into evidence.json,
+audit.export_evidence and audit.releases in the transaction that exchanges it into place.
+`export_date` does both at once, auto-released (direct callers: no one to ask)."""
 
 from __future__ import annotations
 
