@@ -12,7 +12,8 @@ State under $S1MIG_HOME/serve/ (folder mode 0700):
 * logs/        one log file per Airflow process (never the terminal).
 
 The process-start code (service_env, airflow_commands, start_process, stop_processes) is
-meant for reuse: a Celery profile starts `airflow celery worker` with service_env()."""
+meant for reuse: a Celery profile (`--executor CeleryExecutor`, AIRFLOW__CELERY__BROKER_URL)
+starts `airflow celery worker` processes with joining_env(), the running serve's environment."""
 
 from __future__ import annotations
 
@@ -284,6 +285,25 @@ def service_env(url: str, metadata_url: str, opts: ServeOptions) -> dict[str, st
             )
         env.setdefault("AIRFLOW__CELERY__RESULT_BACKEND", "db+" + airflow_home.sqlalchemy_url(metadata_url))
     return env
+
+
+def joining_env() -> dict[str, str]:
+    """The environment of the running serve's processes, for a process that joins it (a
+    Celery worker: `airflow celery worker` with this environment). Run with the same
+    S1MIG_HOME and S1MIG_DATABASE_URL as the serve."""
+    state = running()
+    if not state or not state.get("ready"):
+        raise ServiceUnavailable(f"s1mig serve is not running (ready) on this home ({config.home()})")
+    opts = ServeOptions(
+        port=int(state["port"]),
+        landing=Path(state["landing"]),
+        out=Path(state["out"]),
+        four_eyes=bool(state["four_eyes"]),
+        executor=str(state["executor"]),
+        approvers=list(state.get("approvers") or []),
+    )
+    url = db.warehouse_url()
+    return service_env(url, airflow_home.metadata_libpq_url(url), opts)
 
 
 def airflow_commands(opts: ServeOptions) -> dict[str, list[str]]:
