@@ -299,3 +299,39 @@ def test_stop_leaves_no_process_behind(serve):
     assert status.returncode == 3 and "not running" in status.stdout
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", serve.port), timeout=2):
         pass
+
+
+def test_ctrl_c_while_starting_stops_everything(serve):
+    """A second start on the same home, interrupted as its Airflow processes start."""
+    assert service.running() is None  # the module's serve is stopped (test above)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1mig.cli", "serve", "--port", str(_free_port())],
+        cwd=REPO,
+        env=dict(os.environ, S1MIG_DATABASE_URL=serve.warehouse),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line.rstrip("\n") for line in proc.stdout))
+    reader.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not any(line.strip().startswith("triggerer: pid") for line in lines):
+            assert proc.poll() is None, "\n".join(lines)
+            assert time.monotonic() < deadline, "\n".join(lines)
+            time.sleep(0.2)
+        started = set(_session_processes(proc.pid))
+        assert len(started) >= 5, started  # serve and its four Airflow processes
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 128 + signal.SIGINT
+        reader.join(timeout=10)
+        assert "stopped by SIGINT" in lines[-1] and "Airflow processes are stopped" in lines[-1], lines
+        assert _session_processes(proc.pid) == []
+        assert service.running() is None and not service.state_file().exists()
+    finally:
+        _kill_session(proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
