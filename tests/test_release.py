@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +200,52 @@ def test_missing_drop_fails_at_the_sensor(warehouse, tmp_path, monkeypatch):
     # `s1mig run` checks the drop before it starts Airflow (its sensor's first poke then succeeds)
     proc = run_cli("run", "--landing", str(landing), "--date", str(D31), "--out", str(out))
     assert proc.returncode != 0 and f"drop {D31} not found: {manifest}" in proc.stderr
+
+
+KILLED_PUBLISH = textwrap.dedent(
+    """
+    import datetime as dt, json, os, signal, sys
+    from pathlib import Path
+    from s1mig import export, release
+
+    out, url, run, decided = Path(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    exchange = export._exchange
+    def dying_exchange(a, b):  # published by the exchange; its transaction not committed
+        exchange(a, b)
+        os.kill(os.getpid(), signal.SIGKILL)
+    export._exchange = dying_exchange
+    release.publish(release.pending_root(out, run), out, url, run, decided, dt.date.fromisoformat(sys.argv[5]))
+    """
+)
+
+
+def test_a_publish_killed_after_its_exchange_is_finished_by_the_retry(built, tmp_path):
+    """A real SIGKILL right after the publishing exchange (before its commit): the approved
+    files are out, the audit rows are not; the task's retry records them, publishes nothing
+    twice and leaves nothing behind."""
+    out = tmp_path / "out"
+    export.export_date(D30, out, built, RUN)  # a published revision: the exchange path
+    root = _stage(built, out)
+    decided = release.decision(
+        [release.APPROVE], {"why": "ok"}, APPROVER, dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_PUBLISH, str(out), built, RUN, json.dumps(decided), D30.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr
+    target = out / D30.isoformat()
+    assert json.loads((target / "evidence.json").read_text())["release"]["by"] == "alice"
+    assert [r[1] for r in _releases(built, out)] == ["auto-released"]  # the kill came before the commit
+    assert root.is_dir() and [p for p in out.iterdir() if ".tmp-" in p.name]
+    published = _hashes(target)
+
+    assert release.publish(root, out, built, RUN, decided, D30) == [target]  # the retry
+    assert _hashes(target) == published
+    assert [r[1:5] for r in _releases(built, out)] == [
+        ("auto-released", None, None, "S1MIG_FOUR_EYES is off"),
+        ("released", "alice", "7", "ok"),
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [D30.isoformat()]

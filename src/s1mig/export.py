@@ -584,13 +584,14 @@ def _replace_file(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def published_by(target: Path, run_id: str) -> bool:
-    """Whether the date folder published now is the one run `run_id` released."""
+def published_by(target: Path, run_id: str, decision: dict) -> bool:
+    """Whether the date folder published now is the one run `run_id` released with `decision`."""
     try:
         record = json.loads((target / "evidence.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(record, dict) and record.get("run_id") == run_id and bool(record.get("release"))
+    released = {k: decision.get(k) for k in ("outcome", "by", "by_id", "at", "why")}
+    return isinstance(record, dict) and record.get("run_id") == run_id and record.get("release") == released
 
 
 def publish_folder(

@@ -178,7 +178,7 @@ def publish(
     if decision.get("outcome") not in (RELEASED, AUTO_RELEASED):
         raise S1migError(f"nothing published from {root}: the release decision is {decision.get('outcome')!r}")
     days = pending_dates(root)
-    if not days and report_date is not None and export.published_by(out / report_date.isoformat(), run_id):
+    if not days and report_date is not None and export.published_by(out / report_date.isoformat(), run_id, decision):
         return []  # published by an earlier try of this task
     if not days:
         raise S1migError(f"nothing to publish for run {run_id}: no pending export in {root} (run the date again)")
@@ -186,7 +186,10 @@ def publish(
     for day in days:
         staged = root / day.isoformat()
         target = out / day.isoformat()
-        if export.published_by(target, run_id) and _same_files(staged, target):
+        if _published_already(staged, target, decision):
+            with export.out_lock(out):
+                export.recover(out)  # what the stopped publish left beside the dates
+            _record_published(target, out, url, run_id)  # a publish stopped after its exchange
             log.info("publish %s: already published by this run", day)
         else:
 
@@ -202,14 +205,46 @@ def publish(
     return published
 
 
-def _same_files(a: Path, b: Path) -> bool:
-    try:
-        return (
-            json.loads((a / "manifest.json").read_text())["files"]
-            == json.loads((b / "manifest.json").read_text())["files"]
+def _record_published(target: Path, out: Path, url: str | None, run_id: str) -> None:
+    """The audit rows of a date this run published, when the publish stopped between the
+    exchange and its commit (the files are out; say so in audit.export_evidence and
+    audit.releases, from the published evidence.json)."""
+    from s1mig import db, evidence
+
+    published = json.loads((target / "evidence.json").read_text())
+    decided, day = published["release"], dt.date.fromisoformat(published["report_date"])
+    with db.connect(url) as conn, conn.transaction():
+        conn.execute(RELEASES_DDL)
+        if conn.execute(
+            "select 1 from audit.releases where run_id = %s and report_date = %s and outcome = %s "
+            "and decided_at is not distinct from %s and out_folder = %s",
+            (run_id, day, decided["outcome"], decided.get("at"), str(out.resolve())),
+        ).fetchone():
+            return
+        conn.execute(evidence.EVIDENCE_DDL)
+        conn.execute("delete from audit.export_evidence where run_id = %s and report_date = %s", (run_id, day))
+        conn.execute(
+            "insert into audit.export_evidence (run_id, report_date, evidence) values (%s, %s, %s)",
+            (run_id, day, json.dumps(published)),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+        record(conn, run_id, day, decided, published.get("revision"), out, published)
+    log.warning("publish %s: recorded the release of a publish that stopped after its exchange", day)
+
+
+def _published_already(staged: Path, target: Path, decision: dict) -> bool:
+    """Whether <out>/<D> is this very export (same run, same export time, same files),
+    published with this very decision: a retry of a publish that was stopped after its
+    exchange. An earlier export of the date (even by the same run id, which `airflow dags
+    test` reuses) is not."""
+    try:
+        pending, published = (
+            json.loads((staged / "evidence.json").read_text()),
+            json.loads((target / "evidence.json").read_text()),
+        )
+    except (OSError, ValueError):
         return False
+    same = all(pending.get(k) == published.get(k) for k in ("run_id", "report_date", "exported_at", "outputs"))
+    return same and published.get("release") == {k: decision.get(k) for k in ("outcome", "by", "by_id", "at", "why")}
 
 
 def discard(root: Path) -> None:
