@@ -152,7 +152,15 @@ def screenshot(out: Path, run_id: str | None, day: dt.date | None, size: str, wa
                     f"the grid of {run['dag_run_id']} did not show within {wait:.0f} s ({shown.get('value')})"
                 )
             time.sleep(1.0)
-        time.sleep(2.0)  # the grid's last cells and icons
+        # the grid's cells and the run's details load after the task names: wait until the page
+        # stops changing (2 s alike), within the same deadline
+        last, alike = None, 0
+        while alike < 4 and time.monotonic() < deadline:
+            size = tools.call("Runtime.evaluate", expression="document.body.innerHTML.length", returnByValue=True)
+            now = size["result"].get("value")
+            alike = alike + 1 if now == last else 0
+            last = now
+            time.sleep(0.5)
         shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(base64.b64decode(shot["data"]))

@@ -51,6 +51,7 @@ class Serve:
     out: Path
     warehouse: str
     lines: list[str] = field(default_factory=list)
+    runs: dict[dt.date, str] = field(default_factory=dict)  # run ids the scenarios queued
 
     @property
     def url(self) -> str:
@@ -268,6 +269,27 @@ def test_approved_release_publishes_only_after_the_approval(serve):
     # answered once: a second answer is a one-line error naming who answered
     again = run_cli("reject", D1.isoformat(), "--why", "too late")
     assert again.returncode == 1 and "already answered" in again.stderr and APPROVER in again.stderr
+    serve.runs[D1] = run_id
+
+
+def test_grid_screenshot_of_the_approved_run(serve):
+    """scripts/screenshot_grid.py: the UI's grid of the run (it waits until the run's tasks show)."""
+    import shutil
+    import struct
+
+    if not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    if D1 not in serve.runs:
+        pytest.skip("the approved run's scenario did not finish")
+    run_id, png = serve.runs[D1], serve.out.parent / "grid.png"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "screenshot_grid.py"), "--run", run_id, "--out", str(png)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (1600, 1000)
+    assert len(data) > 20_000  # a drawn page, not a blank one
 
 
 def test_rejected_release_publishes_nothing(serve):

@@ -80,8 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "foreground until Ctrl-C or `s1mig serve --stop`. Airflow's logs go to $S1MIG_HOME/serve/logs/.",
     )
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--stop", action="store_true", help="stop the running serve of this home and all it started")
-    what.add_argument("--status", action="store_true", help="show the running serve, its URL and the last runs")
+    what.add_argument(
+        "--stop", action="store_true", help="stop the running serve of this home and all it started (default: off)"
+    )
+    what.add_argument(
+        "--status", action="store_true", help="show the running serve, its URL and the last runs (default: off)"
+    )
     what.add_argument(
         "--detach",
         action="store_true",

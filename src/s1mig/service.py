@@ -266,7 +266,6 @@ def service_env(url: str, metadata_url: str, opts: ServeOptions) -> dict[str, st
             "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(opts.port),
-            "AIRFLOW__API__BASE_URL": opts.url(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{opts.url()}/execution/",
             "S1MIG_LANDING_DIR": str(opts.landing),
             "S1MIG_EXPORT_DIR": str(opts.out),
@@ -276,6 +275,7 @@ def service_env(url: str, metadata_url: str, opts: ServeOptions) -> dict[str, st
         }
     )
     # a small machine: two API workers (one may wait on a slow request), a few task slots (unless set)
+    env.setdefault("AIRFLOW__API__BASE_URL", opts.url())  # links in mails; a proxy in front may set its own
     env.setdefault("AIRFLOW__API__WORKERS", "2")
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
     if "celery" in opts.executor.lower():
