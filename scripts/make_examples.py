@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/make_examples.py [--out examples] [--server-url URL]
 
-`make examples` runs this. It generates PERIOD's drops with the product generator
+`make examples` runs this. It generates the drops of START..START+DAYS-1 with the product generator
 (`s1mig generate`), runs each day through the real pipeline (`s1mig.pipeline.run_direct`:
 land, dbt, gate, export, run summary, publish) on a brand-new warehouse of its own, and
 copies the drops to `<out>/drops/` and the export folder to `<out>/reports/`. Nothing in
@@ -20,6 +20,7 @@ tests/test_examples.py regenerates with this script and compares every byte.
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import logging
 import os
@@ -84,14 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @contextmanager
-def warehouse(tmp: Path, server_url: str | None):
+def warehouse(server_url: str | None):
     """A brand-new, empty warehouse; S1MIG_DATABASE_URL points at it meanwhile."""
     import psycopg
 
     from s1mig import db
 
     if server_url is None:
-        os.environ.pop("S1MIG_DATABASE_URL", None)
         try:
             yield db.warehouse_url()  # starts the embedded server under the temporary S1MIG_HOME
         finally:
@@ -113,12 +113,10 @@ def warehouse(tmp: Path, server_url: str | None):
 
 def normalise(path: Path, out: Path) -> bytes:
     """The bytes of `path` with VOLATILE's values replaced by their placeholders."""
-    data = path.read_bytes()
-    rules = [(pat, ph) for name, pat, ph in VOLATILE if name == path.name]
-    if not rules:
-        return data
-    text = data.decode("utf-8")
-    for pattern, placeholder in rules:
+    text = path.read_bytes().decode("utf-8")  # every file written is text (CSV, JSON, HTML)
+    for name, pattern, placeholder in VOLATILE:
+        if name != path.name:
+            continue
         regex = re.compile(pattern.replace("{out}", re.escape(str(out))))
         text = regex.sub(lambda m, ph=placeholder: m.group(1) + ph, text)
     leftover = _volatile_left(text, out)
@@ -152,26 +150,39 @@ def copy_tree(src: Path, dst: Path, out: Path) -> int:
 
 def build(dest: Path, server_url: str | None = None) -> None:
     """Generate, run and copy the period into dest/drops and dest/reports (both replaced)."""
-    with tempfile.TemporaryDirectory(prefix="s1mig-examples-") as tmp_name:
-        tmp = Path(tmp_name)
-        os.environ["S1MIG_HOME"] = str(tmp / "home")  # dbt target, GX site, logs, embedded server
-        os.environ["S1MIG_FIRST_DROP"] = START.isoformat()
-        os.environ["S1MIG_FOUR_EYES"] = "false"  # the direct path auto-releases
-        from s1mig import pipeline
-        from s1mig.generate import generate
+    tmp = Path(tempfile.mkdtemp(prefix="s1mig-examples-"))
+    # Removed at exit, after the embedded server's own exit handler (registered later, so run
+    # earlier) has taken its lock file under $S1MIG_HOME/run one last time.
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        _build(dest, server_url, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-        drops, out = tmp / "drops", tmp / "reports"
-        generate(drops, START, DAYS, INSTALLATIONS, SEED, progress=False)
-        with warehouse(tmp, server_url):
-            for day in DAYS_LIST:
-                t0 = time.monotonic()
-                pipeline.run_direct(drops, day, out, run_id=RUN_ID.format(date=day.isoformat()))
-                log.info("make_examples: %s run in %.0fs", day, time.monotonic() - t0)
-        for sub in ("drops", "reports"):
-            shutil.rmtree(dest / sub, ignore_errors=True)
-        n_drops = copy_tree(drops, dest / "drops", out)
-        n_reports = copy_tree(out, dest / "reports", out)
-        log.info("make_examples: %d drop files and %d exported files in %s", n_drops, n_reports, dest)
+
+def _build(dest: Path, server_url: str | None, tmp: Path) -> None:
+    """build() inside its temporary folder `tmp` (S1MIG_HOME, drops and export go there)."""
+    for name in [n for n in os.environ if n.startswith("S1MIG_")]:
+        del os.environ[name]  # the defaults, whatever the caller's warehouse, project or mail settings
+    os.environ["S1MIG_HOME"] = str(tmp / "home")  # dbt target, GX site, logs, embedded server
+    os.environ["S1MIG_DB_LISTEN"] = "off"  # the embedded server on its socket only
+    os.environ["S1MIG_FIRST_DROP"] = START.isoformat()
+    os.environ["S1MIG_FOUR_EYES"] = "false"  # the direct path auto-releases
+    from s1mig import pipeline
+    from s1mig.generate import generate
+
+    drops, out = tmp / "drops", tmp / "reports"
+    generate(drops, START, DAYS, INSTALLATIONS, SEED, progress=False)
+    with warehouse(server_url):
+        for day in DAYS_LIST:
+            t0 = time.monotonic()
+            pipeline.run_direct(drops, day, out, run_id=RUN_ID.format(date=day.isoformat()))
+            log.info("make_examples: %s run in %.0fs", day, time.monotonic() - t0)
+    for sub in ("drops", "reports"):
+        shutil.rmtree(dest / sub, ignore_errors=True)
+    n_drops = copy_tree(drops, dest / "drops", out)
+    n_reports = copy_tree(out, dest / "reports", out)
+    log.info("make_examples: %d drop files and %d exported files in %s", n_drops, n_reports, dest)
 
 
 def main(argv: list[str] | None = None) -> int:
