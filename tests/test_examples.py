@@ -8,6 +8,7 @@ files it cites, so its walk-through cannot drift either."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -119,6 +120,22 @@ def test_readme_quotes_are_the_lines_of_the_files_they_cite():
                 if n > len(lines) or lines[n - 1] != line
             ]
     assert not wrong, "examples/README.md quotes lines its files do not have:\n  " + "\n  ".join(wrong[:10])
+
+
+def test_readme_counts_are_those_of_the_files():
+    """The README's table of rows per drop and its file and row counts are those of examples/."""
+    readme = (EXAMPLES / "README.md").read_text()
+    for drop in sorted((EXAMPLES / "drops").iterdir()):
+        manifest = json.loads((drop / "manifest.json").read_text())
+        row = re.search(rf"^\| {drop.name}[^|]*\|((?: \d+ \|)+)$", readme, re.M)
+        assert row, f"examples/README.md has no row for the drop {drop.name} in its table of extracts"
+        counts = [int(c) for c in row.group(1).split("|")[:-1]]
+        assert counts == [e["rows"] for e in manifest["extracts"]], f"README's row counts of drop {drop.name}"
+    csvs = sorted((EXAMPLES / "reports").glob("*/*/*.csv"))
+    lines = [len(p.read_text().splitlines()) for p in csvs]
+    said = re.search(r"= (\d+) CSV files \((\d+) data rows in all; (\d+) files hold only", readme)
+    assert said, "examples/README.md says how many CSV files, data rows and header-only files there are"
+    assert [int(n) for n in said.groups()] == [len(csvs), sum(lines) - len(lines), lines.count(1)]
 
 
 def test_line_numbers_of_a_quote():
