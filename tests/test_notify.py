@@ -193,6 +193,16 @@ def _deadlines(libpq_url: str) -> dict[str, tuple[dt.datetime, bool, str | None]
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
+def _published(libpq_url: str) -> dict[str, dt.datetime]:
+    """run_id -> when its publish task succeeded."""
+    with psycopg.connect(libpq_url) as conn:
+        return dict(
+            conn.execute(
+                "select run_id, end_date from task_instance where task_id = 'publish' and state = 'success'"
+            ).fetchall()
+        )
+
+
 def _wait(predicate, timeout: float, what: str, logs: Path):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -251,39 +261,35 @@ def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, s
             procs.append(_start([AIRFLOW, "scheduler"], env, logs / "scheduler.log"))
             procs.append(_start([AIRFLOW, "triggerer"], env, logs / "triggerer.log"))
             interval = dt.timedelta(hours=33)  # the default: 09:00 London on D+1 from the start of D
-            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-            logical = {
-                "released": now - interval + dt.timedelta(seconds=90),
-                "late": now - interval + dt.timedelta(seconds=50),
-                "elsewhere": now - interval + dt.timedelta(seconds=51),
-            }
             confs = {
                 "released": {},
                 "late": {"slow_publish": True},
                 "elsewhere": {"slow_publish": True, "report_date": "2026-11-27", "out": str(out)},
             }
-            for name, when in logical.items():
-                conf = json.dumps(confs[name])
-                subprocess.run(
-                    [AIRFLOW, "dags", "trigger", "release_probe", "-r", name, "-l", when.isoformat(), "-c", conf], **run
-                )
+            logical: dict[str, dt.datetime] = {}
+
+            def trigger(name: str, deadline_in: int) -> None:
+                now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+                logical[name] = now - interval + dt.timedelta(seconds=deadline_in)
+                cmd = [AIRFLOW, "dags", "trigger", "release_probe", "-r", name, "-l", logical[name].isoformat()]
+                subprocess.run([*cmd, "-c", json.dumps(confs[name])], **run)
+
+            # `released` publishes well before its deadline; the other two are queued once it has
+            trigger("released", 120)
+            _wait(lambda: "released" in _published(meta_url), 110, "run released to publish", logs)
+            trigger("late", 30)
+            trigger("elsewhere", 31)
             deadlines = _deadlines(meta_url)
             assert {k: v[0] for k, v in deadlines.items()} == {k: v + interval for k, v in logical.items()}
-            assert not any(v[1] for v in deadlines.values())  # none missed at creation
             mails = _wait(lambda: smtp.messages, 180, "the deadline mail of run late", logs)
-            # both callbacks done: `released` had published before its deadline, and sent nothing
+            # all three callbacks done: `released` and `elsewhere` sent nothing
             done = _wait(
                 lambda: (d := _deadlines(meta_url)) and all(v[2] in ("success", "failed") for v in d.values()) and d,
                 120,
-                "both deadline callbacks to finish",
+                "the three deadline callbacks to finish",
                 logs,
             )
-            with psycopg.connect(meta_url) as conn:
-                published = dict(
-                    conn.execute(
-                        "select run_id, end_date from task_instance where task_id = 'publish' and state = 'success'"
-                    ).fetchall()
-                )
+            published = _published(meta_url)
         finally:
             _stop(procs)
         time.sleep(1)
@@ -303,7 +309,7 @@ def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, s
         "late",
         day,
         "Task publish",
-        "running",
+        "<td>hold (not started), publish (",  # what the run still waits on (publish: queued or running)
         f"http://127.0.0.1:{port}/dags/release_probe/runs/late",
     ):
         assert expected in mail.text, (expected, mail.text)

@@ -39,6 +39,7 @@ DEFAULT_CONN_ID = "smtp_default"
 ENV_CONN_ID = "s1mig_smtp"  # the connection made from S1MIG_SMTP_*
 DEFAULT_DEADLINE = "09:00"
 DEFAULT_RELEASE_TASK = "publish"
+_DONE = {"success", "skipped"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -145,8 +146,11 @@ def deadline_alerts():
     scheduler creates the deadline with the run, deletes it when the run succeeds before it,
     and otherwise (run still going, failed, or succeeded late) queues the callback on the
     triggerer when it passes; the callback sends nothing if the release task (publish) of that
-    run has succeeded meanwhile. Elapsed-time arithmetic: on the two days either side of a clock
-    change the alert comes an hour off (10:00 in March, 08:00 in October)."""
+    run has succeeded meanwhile, or if <export folder>/<D> holds a released export (another run
+    of D released it). The interval is elapsed time: for the report dates on the Saturday and
+    Sunday of a clock change the alert comes an hour off (10:00 in March, 08:00 in October).
+    Runs without a logical date (queued through the REST API with logical_date null, as
+    `s1mig trigger` does) get no deadline: Airflow skips it with a warning."""
     to = recipients()
     at = deadline_time_of_day()
     if not to or at is None:
@@ -257,9 +261,10 @@ def failure_message(context: dict) -> tuple[str, str]:
 
 
 def deadline_message(
-    context: dict, deadline_label: str, release_task: str, release_state: str | None
+    context: dict, deadline_label: str, release_task: str, states: dict[str, str | None] | str
 ) -> tuple[str, str]:
-    """(subject, html body) of the release deadline mail from the triggerer's context."""
+    """(subject, html body) of the release deadline mail from the triggerer's context and the
+    run's task states (or why they are unknown)."""
     run = context.get("dag_run") or {}
     deadline = (context.get("deadline") or {}).get("deadline_time")
     dag_id = run.get("dag_id", "unknown DAG")
@@ -274,7 +279,12 @@ def deadline_message(
 
         rows.append(("Deadline", when.astimezone(ZoneInfo(LONDON)).strftime("%Y-%m-%d %H:%M %Z")))
     rows.append(("Run state", str(run.get("state", "unknown"))))
-    rows.append((f"Task {release_task}", release_state or "not run"))
+    if isinstance(states, dict):
+        rows.append((f"Task {release_task}", states.get(release_task) or "not started"))
+        waiting = [f"{t} ({st or 'not started'})" for t, st in sorted(states.items()) if st not in _DONE]
+        rows.append(("Not done", ", ".join(waiting) or "none"))
+    else:
+        rows.append(("Task states", states))
     if (base := _base_url()) and run_id:
         from urllib.parse import quote
 
@@ -359,9 +369,9 @@ def _notifier_classes() -> dict[str, type]:
             self.release_task = release_task
 
         async def async_notify(self, context) -> None:
-            state = await _release_state(context, self.release_task)
+            states = await _task_states(context)
             run = context.get("dag_run") or {}
-            if state == "success":
+            if isinstance(states, dict) and states.get(self.release_task) == "success":
                 self.log.info(
                     "deadline passed for %s but %s has succeeded: no mail", run.get("dag_run_id"), self.release_task
                 )
@@ -369,7 +379,7 @@ def _notifier_classes() -> dict[str, type]:
             if where := _released_on_disk(context):
                 self.log.info("deadline passed for %s but %s is released: no mail", run.get("dag_run_id"), where)
                 return
-            subject, body = deadline_message(context, self.deadline_label, self.release_task, state)
+            subject, body = deadline_message(context, self.deadline_label, self.release_task, states)
             await _smtp_notifier(self.to, self.from_email, subject, body).async_notify(context)
             self.log.info("deadline mail sent to %s: %s", ", ".join(self.to), subject)
 
@@ -388,24 +398,21 @@ def _notifier_classes() -> dict[str, type]:
 _CLASSES: dict[str, type] = {}
 
 
-async def _release_state(context: dict, task_id: str) -> str | None:
-    """State of the release task in the deadline's run, asked of Airflow through the
-    triggerer's supervisor; None when it has not run, "unknown (why)" when it cannot be asked."""
+async def _task_states(context: dict) -> dict[str, str | None] | str:
+    """The states of the deadline's run's tasks ({task id: state, None when not started}),
+    asked of Airflow through the triggerer's supervisor; "unknown (why)" when it cannot be asked."""
     run = context.get("dag_run") or {}
     dag_id, run_id = run.get("dag_id"), run.get("dag_run_id")
     if not dag_id or not run_id:
-        return None
+        return "unknown (no run in the callback's context)"
     try:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
         from asgiref.sync import sync_to_async
 
-        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-            dag_id=dag_id, task_ids=[task_id], run_ids=[run_id]
-        )
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(dag_id=dag_id, run_ids=[run_id])
     except Exception as exc:  # noqa: BLE001 - Airflow could not be asked: the alert is sent
         return f"unknown ({one_line(str(exc), 120) or type(exc).__name__})"
-    state = (states.get(run_id) or {}).get(task_id)
-    return str(state) if state else None
+    return {task: (str(state) if state else None) for task, state in (states.get(run_id) or {}).items()}
 
 
 def _released_on_disk(context: dict) -> str | None:
