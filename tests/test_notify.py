@@ -162,17 +162,37 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for proc in procs:
+def _session(sid: int) -> list[int]:
+    """The live processes of session `sid`: an Airflow daemon started in a session of its own and
+    everything it started (the LocalExecutor's task processes take process groups of their own)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            if os.getsid(int(entry)) == sid and Path(f"/proc/{entry}/stat").read_text().split(") ")[1][0] != "Z":
+                pids.append(int(entry))
+        except (OSError, IndexError):
+            continue
+    return pids
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to every process of the daemons' sessions, SIGKILL to what is left after 20 s."""
+    sessions = [proc.pid for proc in procs]
+    for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+        for pid in [p for sid in sessions for p in _session(sid)]:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + grace
+        while time.monotonic() < end and any(_session(sid) for sid in sessions):
+            for proc in procs:
+                proc.poll()  # reap our own children
+            time.sleep(0.5)
+    for proc in procs:
+        proc.wait(timeout=10)
 
 
 def _free_port() -> int:
