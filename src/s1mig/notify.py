@@ -2,8 +2,10 @@
 interface and the SMTP provider; configured by environment only (secrets included).
 
 The DAG wires them in:
-    on_failure_callback=notify.failure_notifiers()   # [] when not configured
-    deadline=notify.deadline_alerts()                # None when not configured
+    default_args["on_failure_callback"] = notify.failure_notifiers()   # [] when not configured
+    @dag(..., deadline=notify.deadline_alerts())                       # None when not configured
+(at task level, the failure's context holds the exception: the mail states its first line;
+a DAG-level on_failure_callback works too, but Airflow gives it no exception to quote.)
 
 Configuration (read when the DAG is parsed, and again where a mail is sent):
   S1MIG_NOTIFY_TO          recipients, separated by commas; unset or empty: no mails at all
@@ -13,7 +15,7 @@ Configuration (read when the DAG is parsed, and again where a mail is sent):
   S1MIG_SMTP_PORT          default 587 (465 with S1MIG_SMTP_SSL, 25 with neither TLS)
   S1MIG_SMTP_USER          login; default none (no AUTH)
   S1MIG_SMTP_PASSWORD      its password; default none
-  S1MIG_SMTP_STARTTLS      true/false, default true (STARTTLS after connecting)
+  S1MIG_SMTP_STARTTLS      true/false, default true (STARTTLS after connecting; false with S1MIG_SMTP_SSL)
   S1MIG_SMTP_SSL           true/false, default false (TLS from the first byte, usually port 465)
   S1MIG_SMTP_TIMEOUT       seconds, default 30
   S1MIG_SMTP_CONN_ID       Airflow connection used when S1MIG_SMTP_HOST is unset; default smtp_default
