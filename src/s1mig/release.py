@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -97,8 +98,10 @@ def auto_release() -> dict:
     return {"outcome": AUTO_RELEASED, "by": None, "by_id": None, "at": _now(), "why": f"{FOUR_EYES_ENV} is off"}
 
 
-def decision(chosen: list[str], params_input: dict | None, by: dict | None, at: dt.datetime | str | None) -> dict:
+def decision(chosen: list[str], params_input: dict | None, by: Any, at: dt.datetime | str | None) -> dict:
     """The decision from an answer to the `release` task (ApprovalOperator's payload)."""
+    if by is not None and not isinstance(by, dict):  # a HITLUser object rather than its dict
+        by = {"id": getattr(by, "id", None), "name": getattr(by, "name", None)}
     why = (params_input or {}).get(WHY)
     when = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(at, dt.datetime) else at
     return {
