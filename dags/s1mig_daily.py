@@ -90,10 +90,13 @@ class ReleaseApproval(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context, event):
-        answer = super().execute_complete(context, event)
         from s1mig import airflow_support as af
 
-        return af.fail_fast(af.release_answered)(context, dict(answer))
+        decided, chosen = None, event.get("chosen_options") or []
+        if "error" not in event and chosen and set(chosen) <= set(self.options):
+            decided = af.fail_fast(af.release_answered)(context, event)  # a rejection is recorded here
+        super().execute_complete(context, event)  # "Reject" skips publish (and ends the task at once)
+        return decided
 
 
 # failure mails per task (its context has the exception: the mail gives the one-line reason);
