@@ -116,7 +116,7 @@ def decision(chosen: list[str], params_input: dict | None, by: Any, at: dt.datet
 def summary_state(decision: dict | None) -> dict:
     """The `release` keyword of summary.write_summary."""
     if decision is None:
-        return {"state": AWAITING, "by": None, "why": None, "at": None}
+        return {"state": AWAITING, "by": None, "why": None, "at": _now()}  # waiting since
     return {
         "state": decision["outcome"],
         "by": decision.get("by"),
