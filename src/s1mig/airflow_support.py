@@ -1,6 +1,7 @@
 """What the DAG's tasks need from Airflow: the report date, locations and warehouse
-connection of a run, the run's hold on the warehouse (s1mig.lease), and turning our
-errors into task failures that do not retry."""
+connection of a run, the run's hold on the warehouse (s1mig.lease), turning our errors
+into task failures that do not retry, the drop sensor's look and its one-line timeout,
+and the four-eyes release's request, answer and publish (s1mig.release)."""
 
 from __future__ import annotations
 
