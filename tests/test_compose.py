@@ -62,8 +62,7 @@ def test_four_eyes_release_and_drop_sensor_configured():
     """Compose runs the service: reports wait for approval; the sensor's settings are visible."""
     env = COMPOSE["x-airflow-common"]["environment"]
     assert env["S1MIG_FOUR_EYES"] == "true"
-    assert env["S1MIG_DROP_TIMEOUT"] == "${S1MIG_DROP_TIMEOUT:-64800}"
-    assert env["S1MIG_DROP_POKE"] == "${S1MIG_DROP_POKE:-300}"
+    assert float(env["S1MIG_DROP_TIMEOUT"]) == 18 * 3600 and float(env["S1MIG_DROP_POKE"]) == 300
 
 
 def test_scale_out_profile():
