@@ -34,7 +34,7 @@ def test_no_secrets_in_compose_file():
     for match in re.finditer(r"://[^:/@\s]+:([^@\s]*)@", text):
         assert match.group(1).startswith("${"), match.group(0)
     example = (REPO / ".env.example").read_text()
-    for var in set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", text)):
+    for var in set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", text)):
         assert var in example, f"{var} is used by docker-compose.yml but not documented in .env.example"
 
 
