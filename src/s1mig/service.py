@@ -278,6 +278,9 @@ def service_env(url: str, metadata_url: str, opts: ServeOptions) -> dict[str, st
     env.setdefault("AIRFLOW__API__BASE_URL", opts.url())  # links in mails; a proxy in front may set its own
     env.setdefault("AIRFLOW__API__WORKERS", "2")
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
+    # a task's calls to the execution API wait out a busy API server (Airflow's default, 5 s, fails tasks
+    # on a loaded two-core machine: seen with Celery workers while dbt ran)
+    env.setdefault("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "60")
     if "celery" in opts.executor.lower():
         if not env.get("AIRFLOW__CELERY__BROKER_URL"):
             raise ConfigInvalid(
