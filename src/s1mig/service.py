@@ -566,9 +566,13 @@ def stop(echo: Callable[[str], None] = print, timeout: float = STOP_TIMEOUT + 30
         if not left:
             echo(f"s1mig: serve is not running on this home ({config.home()})")
             return 0
-        for pid in left:
+        from s1mig.airflow_run import descendants
+
+        # the processes they started too: LocalExecutor task processes have process groups of their own
+        doomed = set(left).union(*(descendants(pid) for pid in left))
+        for doomed_pid in doomed:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+                os.kill(doomed_pid, signal.SIGKILL)
         with contextlib.suppress(FileNotFoundError):
             state_file().unlink()
         echo(f"s1mig: serve was gone; stopped the {len(left)} Airflow process(es) it left")
@@ -644,7 +648,7 @@ def awaiting_approval(api: AirflowApi, run: dict) -> bool:
     if run.get("state") not in ("running", "queued"):
         return False
     detail = api.hitl_detail(run["dag_run_id"], RELEASE_TASK)
-    return bool(detail) and not detail.get("response_received")
+    return detail is not None and not detail.get("response_received")
 
 
 def status(echo: Callable[[str], None] = print, limit: int = 10) -> int:
