@@ -91,15 +91,9 @@ def warehouse(server_url, monkeypatch) -> Iterator[str]:
 
 def airflow_home_locked() -> bool:
     """Whether a `s1mig run` holds the Airflow home of this S1MIG_HOME (its lock file)."""
-    import fcntl
+    from s1mig.airflow_run import file_locked
 
-    with open(Path(os.environ["S1MIG_HOME"]) / "airflow" / ".dags-test.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+    return file_locked(Path(os.environ["S1MIG_HOME"]) / "airflow" / ".dags-test.lock")
 
 
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from conftest import REPO, run_cli
 
+from s1mig import service
 from s1mig.airflow_api import AirflowApi
+from s1mig.airflow_run import session_processes
 
 START_TIMEOUT = 420.0  # s: the four Airflow processes on a busy two-core machine
 
@@ -50,27 +52,14 @@ class Serve:
         return "\n".join(self.lines)
 
     def password(self, user: str) -> str:
+        """The login's password as serve printed it (its first start on this home), else as stored."""
         m = re.search(rf"^s1mig: login {re.escape(user)} / (\S+)", self.output(), re.M)
-        assert m, f"no password printed for {user}:\n{self.output()}"
-        return m.group(1)
+        stored = service.stored_password(user)
+        assert m or stored, f"no password printed or stored for {user}:\n{self.output()}"
+        return m.group(1) if m else str(stored)
 
     def api(self, user: str = "admin") -> AirflowApi:
         return AirflowApi(self.url, user, self.password(user))
-
-
-def session_processes(sid: int) -> list[int]:
-    """The live processes of session `sid`."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
 
 
 def kill_session(sid: int) -> None:

@@ -329,6 +329,22 @@ def become_subreaper() -> None:
         pass
 
 
+def session_processes(sid: int) -> list[int]:
+    """The live processes (not zombies) of session `sid`."""
+    return [pid for pid, (_, session, state) in _processes().items() if session == sid and state not in ("Z", "X")]
+
+
+def file_locked(path: Path) -> bool:
+    """Whether another process holds an exclusive flock on `path` (created when missing)."""
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
 def _processes() -> dict[int, tuple[int, int, str]]:
     """pid -> (parent pid, session id, state) of every process (Linux /proc)."""
     table = {}

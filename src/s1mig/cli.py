@@ -207,16 +207,13 @@ def cmd_breaks(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s1mig", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (default: off, info)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("run", help="run the daily DAG for one report date through Airflow")
+def _landing_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--landing", type=Path, metavar="DIR", required=True, help="folder holding <YYYY-MM-DD>/ drops (required)"
     )
-    p.add_argument("--date", type=_date, metavar="D", required=True, help="report date D, YYYY-MM-DD (required)")
+
+
+def _out_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         type=Path,
@@ -224,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="export folder: the reports go to OUT/<D>/<party>/ (required)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s1mig", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (default: off, info)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the daily DAG for one report date through Airflow")
+    _landing_option(p)
+    p.add_argument("--date", type=_date, metavar="D", required=True, help="report date D, YYYY-MM-DD (required)")
+    _out_option(p)
     p.add_argument(
         "--skip",
         metavar="TASK[,TASK]",
@@ -245,20 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checks that every drop of the range is delivered (<landing>/<D>/manifest.json) and runs nothing when "
         "one is missing, naming the missing dates.",
     )
-    p.add_argument(
-        "--landing", type=Path, metavar="DIR", required=True, help="folder holding <YYYY-MM-DD>/ drops (required)"
-    )
+    _landing_option(p)
     p.add_argument("--start", type=_date, metavar="D", required=True, help="first report date, YYYY-MM-DD (required)")
     p.add_argument(
         "--end", type=_date, metavar="D", required=True, help="last report date, YYYY-MM-DD, included (required)"
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        required=True,
-        help="export folder: the reports go to OUT/<D>/<party>/ (required)",
-    )
+    _out_option(p)
     p.add_argument(
         "--first",
         action="store_true",

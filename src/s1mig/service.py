@@ -201,14 +201,9 @@ def stored_password(user: str) -> str | None:
 
 
 def _lock_held() -> bool:
-    path = state_dir() / "serve.lock"
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+    from s1mig.airflow_run import file_locked
+
+    return file_locked(state_dir() / "serve.lock")
 
 
 def running() -> dict | None:
