@@ -13,7 +13,7 @@ SAMPLE_INSTALLATIONS ?= 2000
 LANDING ?= $(S1MIG_HOME)/sample/landing
 OUT     ?= $(S1MIG_HOME)/exports
 
-.PHONY: install run test lint format clean db-stop fuzz
+.PHONY: install run test lint format clean db-stop fuzz serve
 
 install: $(STAMP)
 
@@ -31,6 +31,18 @@ run: install
 		--installations $(SAMPLE_INSTALLATIONS) --seed 1
 	$(BIN)/s1mig backfill --landing $(LANDING) --start $(SAMPLE_START) --end $(SAMPLE_END) --out $(OUT) --first
 	@echo "Reports: $(OUT)/<date>/<party>/"
+
+# The daily DAG as a service (foreground; Ctrl-C or `s1mig serve --stop` stops it): Airflow's
+# UI and REST API on http://127.0.0.1:$(SERVE_PORT), drops read from $(SERVE_LANDING)/<date>/,
+# reports published to $(SERVE_OUT)/<date>/ after `s1mig approve <date>` (four-eyes release).
+# On an empty warehouse, name its first drop: make serve FIRST_DROP=2020-07-31
+SERVE_PORT    ?= $(or $(S1MIG_SERVE_PORT),8080)
+SERVE_LANDING ?= $(or $(S1MIG_LANDING_DIR),$(S1MIG_HOME)/landing)
+SERVE_OUT     ?= $(or $(S1MIG_EXPORT_DIR),$(S1MIG_HOME)/exports)
+FIRST_DROP    ?=
+serve: install
+	$(if $(FIRST_DROP),S1MIG_FIRST_DROP=$(FIRST_DROP)) $(BIN)/s1mig serve --port $(SERVE_PORT) \
+		--landing $(SERVE_LANDING) --out $(SERVE_OUT)
 
 # A dedicated temp folder: pytest's shared /tmp/pytest-of-<user> rotation would delete
 # the embedded server's data of a concurrent session.
@@ -65,3 +77,4 @@ clean: db-stop
 	rm -rf $(S1MIG_HOME) dbt_project/target dbt_project/logs
 
 include bench/Makefile.inc
+include examples/Makefile.inc

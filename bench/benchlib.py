@@ -336,8 +336,9 @@ def generate(
     if LANDING_CACHE is None:
         return _generate(out, start, days, installations, daily_volume, log)
     source = hashlib.sha256()
-    for module in ("generate.py", "contract.py"):
-        source.update((REPO / "src" / "s1mig" / module).read_bytes())
+    package = REPO / "src" / "s1mig"
+    for module in [*sorted((package / "generate").glob("*.py")), package / "contract.py"]:
+        source.update(module.read_bytes())
     key = f"{installations}x{days}-{start}-{daily_volume or 'default'}-{source.hexdigest()[:12]}"
     cached = LANDING_CACHE / key
     measured = None

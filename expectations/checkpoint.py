@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from s1mig_expectations.data_docs import make_offline
 from s1mig_expectations.rules import RULES, Rule
 
 DATASOURCE = "s1mig_warehouse"
@@ -141,6 +142,8 @@ def run_checkpoint(report_date: dt.date, gx_root: Path, rules: tuple[Rule, ...] 
         )
     )
     result = checkpoint.run()
+    for site in data_docs_sites(context):
+        make_offline(site)
     outcomes: list[RuleOutcome] = []
     by_id = {r.rule_id: r for r in rules}
     for run_result in result.run_results.values():
@@ -159,6 +162,17 @@ def run_checkpoint(report_date: dt.date, gx_root: Path, rules: tuple[Rule, ...] 
             )
     order = {r.rule_id: i for i, r in enumerate(rules)}
     return sorted(outcomes, key=lambda o: order[o.rule.rule_id])
+
+
+def data_docs_sites(context) -> list[Path]:
+    """The folders of the project's filesystem Data Docs sites (local_site by default)."""
+    sites = []
+    for config in (context.variables.data_docs_sites or {}).values():
+        base = (config.get("store_backend") or {}).get("base_directory")
+        if base:
+            path = Path(base)
+            sites.append(path if path.is_absolute() else Path(context.root_directory) / path)
+    return sites
 
 
 def _error(er) -> str | None:

@@ -1,4 +1,4 @@
-"""Check exported files against the test oracle (tests/reference.py), computed straight
+"""Check exported files against the test oracle (tests/reference/), computed straight
 from the raw drops, never from our SQL."""
 
 from __future__ import annotations

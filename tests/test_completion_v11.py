@@ -1,5 +1,5 @@
 """Contract v1.1 completion cases through the real pipeline (land, dbt, gate, export on
-the direct path), each date's files checked against the reference (tests/reference.py),
+the direct path), each date's files checked against the reference (tests/reference/),
 and the late records they leave in the break register.
 
 On top of the hand-made landing (tests/drops.py), party SUPD04 gets two attempts whose

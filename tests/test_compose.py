@@ -34,7 +34,7 @@ def test_no_secrets_in_compose_file():
     for match in re.finditer(r"://[^:/@\s]+:([^@\s]*)@", text):
         assert match.group(1).startswith("${"), match.group(0)
     example = (REPO / ".env.example").read_text()
-    for var in set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", text)):
+    for var in set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", text)):
         assert var in example, f"{var} is used by docker-compose.yml but not documented in .env.example"
 
 
@@ -56,6 +56,13 @@ def test_image_installs_the_lock():
     for requirement in wanted:
         name = re.split(r"[<>=\[ ]", requirement)[0].lower().replace("_", "-")
         assert name in pinned, f"{name} is not pinned in constraints.txt"
+
+
+def test_four_eyes_release_and_drop_sensor_configured():
+    """Compose runs the service: reports wait for approval; the sensor's settings are visible."""
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["S1MIG_FOUR_EYES"] == "true"
+    assert float(env["S1MIG_DROP_TIMEOUT"]) == 18 * 3600 and float(env["S1MIG_DROP_POKE"]) == 300
 
 
 def test_scale_out_profile():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
 from conftest import REPO
 
 EXPECTED_TASKS = [
+    "wait_for_drop",
     "take_lease",
     "land",
     "dbt_build",
@@ -15,14 +17,14 @@ EXPECTED_TASKS = [
     "export",
     "run_summary",
     "restate_later_dates",
-    "release_lease",
+    "release",
+    "publish",
 ]
+LEASED = ["land", "dbt_build", "reconciliation_gate", "export", "run_summary", "restate_later_dates"]
 
 
 @pytest.fixture(scope="module")
 def dagbag(s1mig_home, tmp_path_factory):
-    import os
-
     os.environ.setdefault("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow_home")))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     from airflow.dag_processing.dagbag import DagBag
@@ -37,9 +39,10 @@ def test_no_import_errors(dagbag):
 def test_daily_dag_shape(dagbag):
     dag = dagbag.dags.get("s1mig_daily")
     assert dag is not None
-    assert [t.task_id for t in _in_order(dag)] == EXPECTED_TASKS
+    # the teardown release_lease runs beside release (which waits for its approver without the lease)
+    assert [t.task_id for t in _in_order(dag, without={"release_lease"})] == EXPECTED_TASKS
     assert dag.catchup is False
-    assert dag.max_active_runs == 1
+    assert dag.max_active_runs > 1  # a run waiting for its drop (or approval) holds up no other date's run
     assert set(dag.tags) >= {"s1mig", "mrr"}
     assert dag.timetable.expression == "0 0 * * *"
     assert str(dag.timetable.timezone) in ("Europe/London", "Timezone('Europe/London')")
@@ -58,12 +61,52 @@ def test_lease_spans_the_run(dagbag):
     assert release.is_teardown and not release.is_setup
     assert str(release.trigger_rule) in ("all_done_setup_success", "TriggerRule.ALL_DONE_SETUP_SUCCESS")
     assert take.task_id in release.upstream_task_ids  # the teardown belongs to this setup
-    work = [t for t in dag.tasks if t.task_id not in ("take_lease", "release_lease")]
-    for task in work:
-        assert task.task_id in take.get_flat_relative_ids(upstream=False), task.task_id
-        assert task.task_id in release.get_flat_relative_ids(upstream=True), task.task_id
+    for task_id in LEASED:
+        assert task_id in take.get_flat_relative_ids(upstream=False), task_id
+        assert task_id in release.get_flat_relative_ids(upstream=True), task_id
+    # the waits are outside the lease: for the drop before it, for the approval after it
+    assert "wait_for_drop" in take.upstream_task_ids
+    for task_id in ("release", "publish"):
+        assert task_id not in release.get_flat_relative_ids(upstream=True), task_id
+    assert {"take_lease", "release", "publish", "release_lease"} <= dag.get_task("wait_for_drop").get_flat_relative_ids(
+        upstream=False
+    )
     # a failed teardown does not change the run's outcome (the lease then lapses)
     assert not release.on_failure_fail_dagrun
+
+
+def test_drop_sensor(dagbag):
+    """wait_for_drop waits in reschedule mode (no worker slot between pokes) on the drop's
+    manifest, with the timeout and poke interval from the environment (defaults 18 h, 5 min)."""
+    sensor = dagbag.dags["s1mig_daily"].get_task("wait_for_drop")
+    from airflow.sdk import BaseSensorOperator
+
+    assert isinstance(sensor, BaseSensorOperator)
+    assert sensor.mode == "reschedule"
+    assert sensor.timeout == float(os.environ.get("S1MIG_DROP_TIMEOUT") or 18 * 3600)
+    assert sensor.poke_interval == float(os.environ.get("S1MIG_DROP_POKE") or 300)
+
+
+def test_release_is_an_approval(dagbag):
+    """The interface `s1mig approve` / `s1mig reject` answer: task `release`, options Approve
+    and Reject, one optional form field `why`; a rejection skips publish."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    dag = dagbag.dags["s1mig_daily"]
+    release = dag.get_task("release")
+    assert isinstance(release, ApprovalOperator)
+    assert release.options == ["Approve", "Reject"]
+    assert set(release.serialized_params) == {"why"}
+    assert release.downstream_task_ids == {"publish"}
+
+
+def test_cli_task_lists_match_the_dag(dagbag):
+    """`s1mig run --skip` names tasks of the DAG; the rest always run or go with them."""
+    from s1mig import airflow_run
+
+    dag = dagbag.dags["s1mig_daily"]
+    assert set(airflow_run.ALL_TASKS) == set(dag.task_ids)
+    assert set(airflow_run.TASKS) == set(LEASED)
 
 
 def test_dag_file_has_no_heavy_imports_at_parse_time():
@@ -74,11 +117,12 @@ def test_dag_file_has_no_heavy_imports_at_parse_time():
     assert modules <= {"__future__", "os", "datetime", "pendulum", "airflow"}, modules
 
 
-def _in_order(dag):
-    """The tasks in dependency order; the wiring must allow exactly one order."""
+def _in_order(dag, without: set[str] = frozenset()):
+    """The tasks in dependency order (but those `without`); the wiring must allow exactly one order."""
     from graphlib import TopologicalSorter
 
-    sorter = TopologicalSorter({t.task_id: set(t.upstream_task_ids) for t in dag.tasks})
+    tasks = [t for t in dag.tasks if t.task_id not in without]
+    sorter = TopologicalSorter({t.task_id: set(t.upstream_task_ids) - without for t in tasks})
     sorter.prepare()
     order = []
     while sorter.is_active():

@@ -1,5 +1,5 @@
 """A generated month through the real DAG: every exported file of every report of every
-date equals what the independent reference (tests/reference.py) computes from the raw
+date equals what the independent reference (tests/reference/) computes from the raw
 drops. The month crosses the BST -> GMT change (25 October 2020, a 25-hour day), so day
 boundaries, "as at end of D" versions and cumulative counts are checked on both sides of
 it, with retries, five-failure exclusions, supplier changes and late COFs along the way.

@@ -90,8 +90,11 @@ def test_handmade_drops_end_to_end(warehouse, tmp_path, monkeypatch):
         )
         assert f"reports in {out / day.isoformat()}" in proc.stdout
         totals[day] = assert_exports_match_reference(landing, out, day)
-        assert_evidence_traces(out / day.isoformat(), landing)
+        record = assert_evidence_traces(out / day.isoformat(), landing)
         assert_run_summary(out / day.isoformat(), proc.stdout)
+        # four-eyes release is off for `s1mig run`: the release task answered itself, recorded as such
+        assert record["release"]["outcome"] == "auto-released" and record["release"]["by"] is None
+        assert not (out / ".pending").exists()  # the pending area went with the publish
     # the hand-made case list really reached the files: successes (split supplier) and failures
     assert totals[D30]["S1MIG-001"] >= 2 and totals[D30]["S1MIG-006"] > totals[D30]["S1MIG-001"]
 
@@ -118,6 +121,13 @@ def test_handmade_drops_end_to_end(warehouse, tmp_path, monkeypatch):
         assert_exports_match_reference(landing, out, day)
     cause = json.loads((out / D31.isoformat() / "evidence.json").read_text())["restatement"]
     assert cause["corrected_drop"]["drop_date"] == D30.isoformat()
+    # the restated date left with the run's own release: one run, one decision, both dates
+    with psycopg.connect(warehouse) as conn:
+        last = conn.execute(
+            "select run_id, report_date, outcome from audit.releases order by release_id desc limit 2"
+        ).fetchall()
+    run_id = json.loads((out / D31.isoformat() / "evidence.json").read_text())["run_id"]
+    assert sorted(last) == [(run_id, D30, "auto-released"), (run_id, D31, "auto-released")]
 
     # the corrupt third drop is rejected whole with the file and the problem named
     with psycopg.connect(warehouse) as conn:

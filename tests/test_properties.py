@@ -1,5 +1,5 @@
 """Property-based tests: random migration histories (tests/histories.py) against the
-independent reference (tests/reference.py).
+independent reference (tests/reference/).
 
 * ``test_reference_properties`` (pure Python, hypothesis with shrinking): the generator
   only makes valid input, and on it the reference keeps the contract's own promises --

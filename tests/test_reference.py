@@ -1,4 +1,4 @@
-"""Self-checks of the test oracle (tests/reference.py) on the tiny hand-made landing
+"""Self-checks of the test oracle (tests/reference/) on the tiny hand-made landing
 folder of tests/drops.py (its docstring lists every case)."""
 
 from __future__ import annotations

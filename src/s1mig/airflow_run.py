@@ -42,9 +42,17 @@ from s1mig.errors import DatabaseUnreachable, S1migError, Stopped
 log = logging.getLogger(__name__)
 
 DAG_ID = "s1mig_daily"
-# the tasks `--skip` may name, in order; take_lease (setup) and release_lease (teardown) always run
+# the tasks `--skip` may name, in order; take_lease (setup) and release_lease (teardown) always
+# run, wait_for_drop is skipped with land, release and publish with export
 TASKS = ("land", "dbt_build", "reconciliation_gate", "export", "run_summary", "restate_later_dates")
-ALL_TASKS = ("take_lease", *TASKS, "release_lease")
+ALL_TASKS = ("wait_for_drop", "take_lease", *TASKS, "release", "publish", "release_lease")
+_ALWAYS = {  # why a task of ALL_TASKS cannot be named in --skip
+    "take_lease": "always runs (the run's hold on the warehouse)",
+    "release_lease": "always runs (the run's hold on the warehouse)",
+    "wait_for_drop": "is skipped with land (--skip land)",
+    "release": "runs after every export (nothing leaves without its release); skip export to skip it",
+    "publish": "runs after every export (nothing leaves without its release); skip export to skip it",
+}
 STOP_WAIT = 10.0  # seconds the processes of a stopped run may take to be gone
 
 
@@ -105,8 +113,7 @@ def check_skip(skip: tuple[str, ...]) -> None:
     takes = f"the tasks --skip takes are {', '.join(TASKS)}"
     always = [t for t in unknown if t in ALL_TASKS]
     if always:
-        verb = "runs" if len(always) == 1 else "run"
-        raise S1migError(f"--skip: {' and '.join(always)} always {verb} (the run's hold on the warehouse); {takes}")
+        raise S1migError(f"--skip: {always[0]} {_ALWAYS[always[0]]}; {takes}")
     raise S1migError(f"--skip: unknown task {', '.join(map(repr, unknown))}; {takes}")
 
 
@@ -116,6 +123,19 @@ def check_gate_before_export(skip: tuple[str, ...]) -> None:
         raise S1migError(
             "--skip: the export never runs without the reconciliation gate; skip export too "
             "(--skip reconciliation_gate,export), or re-run the gate and the export with --skip land,dbt_build"
+        )
+
+
+def check_four_eyes(skip: tuple[str, ...]) -> None:
+    """`s1mig run` (`airflow dags test`, no API server) cannot be answered: with four-eyes
+    release on, a run that exports is refused before it starts."""
+    from s1mig import release
+
+    if release.four_eyes() and "export" not in skip:
+        raise S1migError(
+            f"four-eyes release is on ({release.FOUR_EYES_ENV}=true): `s1mig run` cannot wait for an approval; "
+            "run the date with `s1mig serve` and `s1mig trigger`, then `s1mig approve` it "
+            f"(or run with {release.FOUR_EYES_ENV}=false)"
         )
 
 
@@ -157,8 +177,11 @@ def run_dag(
     Stopped (after stopping everything it started) when the command is stopped."""
     check_skip(skip)
     check_gate_before_export(skip)
-    if "export" in skip:  # nothing exported: nothing to summarise
-        skip = (*skip, "run_summary", "restate_later_dates")
+    check_four_eyes(skip)
+    if "land" in skip:  # the drop is not read: no need to wait for it
+        skip = (*skip, "wait_for_drop")
+    if "export" in skip:  # nothing exported: nothing to summarise, release or publish
+        skip = (*skip, "run_summary", "restate_later_dates", "release", "publish")
     url = db.warehouse_url()
     preflight(url)
     env = airflow_home.airflow_env(url)

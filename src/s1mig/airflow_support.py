@@ -1,6 +1,7 @@
 """What the DAG's tasks need from Airflow: the report date, locations and warehouse
-connection of a run, the run's hold on the warehouse (s1mig.lease), and turning our
-errors into task failures that do not retry."""
+connection of a run, the run's hold on the warehouse (s1mig.lease), turning our errors
+into task failures that do not retry, the drop sensor's look and its one-line timeout,
+and the four-eyes release's request, answer and publish (s1mig.release)."""
 
 from __future__ import annotations
 
@@ -144,3 +145,103 @@ def leased(context: dict[str, Any], func: Callable) -> Callable:
             raise
 
     return wrapper
+
+
+# ----------------------------------------------------------------------------- the drop sensor
+
+DROP_TIMEOUT_ENV = "S1MIG_DROP_TIMEOUT"  # seconds; the DAG reads it and S1MIG_DROP_POKE at parse time
+
+
+def drop_manifest(context: dict[str, Any]) -> Path:
+    """<landing>/<D>/manifest.json: what the sensor waits for (written last by a delivery)."""
+    landing, _ = locations(context)
+    return landing / report_date(context).isoformat() / "manifest.json"
+
+
+def drop_arrived(context: dict[str, Any]) -> bool:
+    path = drop_manifest(context)
+    if path.is_file():
+        log.info("drop %s arrived: %s", report_date(context), path)
+        return True
+    log.info("drop %s not delivered yet: waiting for %s", report_date(context), path)
+    return False
+
+
+def drop_missing(context: dict[str, Any], waited: float) -> None:
+    """The sensor gave up: the one line that names the drop (S1migError; under fail_fast
+    the task fails without retries)."""
+    path = drop_manifest(context)
+    hours = f"{waited / 3600:.1f} h" if waited >= 3600 else f"{waited:.0f} s"
+    raise S1migError(
+        f"drop {report_date(context)} missing: {path} did not arrive within {hours} "
+        f"({DROP_TIMEOUT_ENV}={waited:g} s); deliver it, then clear the run's wait_for_drop task "
+        "or trigger the date again"
+    )
+
+
+# ----------------------------------------------------------------------------- four-eyes release
+
+PUBLISH_TASK, RELEASE_TASK = "publish", "release"
+
+
+def pending(context: dict[str, Any]) -> Path:
+    """The run's pending area (s1mig.release): where export, run_summary and
+    restate_later_dates write, and publish publishes from."""
+    from s1mig import release
+
+    _, out = locations(context)
+    return release.pending_root(out, context["run_id"])
+
+
+def release_request(context: dict[str, Any]) -> tuple[dict | None, str, str]:
+    """The `release` task's start: (the decision when four-eyes release is off, else None;
+    the approval's subject and body)."""
+    from s1mig import release
+
+    root = pending(context)
+    if not release.pending_dates(root):
+        raise S1migError(f"nothing to release for run {context['run_id']}: no pending export in {root}")
+    subject, body = release.approval_request(root, report_date(context), context["run_id"])
+    if not release.four_eyes():
+        decided = release.auto_release()
+        log.info("four-eyes release is off (%s): %s auto-released", release.FOUR_EYES_ENV, report_date(context))
+        return decided, subject, body
+    if _origin()[1]:  # `airflow dags test` from `s1mig run`: no API server can answer
+        raise S1migError(
+            f"four-eyes release is on ({release.FOUR_EYES_ENV}=true) but `s1mig run` cannot wait for an approval: "
+            "run the date with `s1mig serve` and `s1mig trigger`, or set S1MIG_FOUR_EYES=false"
+        )
+    log.info("%s waits for approval: %s", report_date(context), subject)
+    return None, subject, body
+
+
+def release_answered(context: dict[str, Any], answer: dict) -> dict:
+    """The answer to the approval (ApprovalOperator's payload): the decision; a rejection
+    is recorded (audit.releases, one log line) and the pending area removed."""
+    from s1mig import release
+
+    decided = release.decision(
+        answer.get("chosen_options") or [],
+        answer.get("params_input"),
+        answer.get("responded_by_user"),
+        answer.get("responded_at"),
+    )
+    if decided["outcome"] == release.REJECTED:
+        _, out = locations(context)
+        release.reject(pending(context), out, warehouse_url(), context["run_id"], decided)
+    else:
+        log.info("%s approved by %s at %s", report_date(context), decided["by"], decided["at"])
+    return decided
+
+
+def publish(context: dict[str, Any]) -> list[str]:
+    """The `publish` task: the run's pending exports to the export folder, as released."""
+    from s1mig import pipeline
+
+    decided = context["ti"].xcom_pull(task_ids=RELEASE_TASK)
+    if not decided:
+        raise S1migError(f"nothing published for run {context['run_id']}: the release task recorded no decision")
+    _, out = locations(context)
+    return pipeline.publish_step(
+        report_date(context), out, warehouse_url(), context["run_id"], pending(context), decided
+    )

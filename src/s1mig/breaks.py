@@ -180,8 +180,10 @@ def acknowledge(conn: psycopg.Connection, break_id: int, by: str, why: str) -> B
             (break_id, by, why),
         )
         row = conn.execute(f"select {_COLUMNS} from audit.breaks where break_id = %s", (break_id,)).fetchone()
+    assert row is not None  # read in the transaction that acknowledged it
     return Break(*row)
 
 
 def _exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("select to_regclass('audit.breaks') is not null").fetchone()[0]
+    row = conn.execute("select to_regclass('audit.breaks') is not null").fetchone()
+    return bool(row and row[0])

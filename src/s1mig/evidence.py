@@ -1,7 +1,8 @@
 """The evidence record of an exported date: which drops (by hash), which code (git commit
 and dbt manifest hash), which gate results and which output files (by hash) — so any
 exported file traces back to the data and code that made it — and which revision of the
-date it is, and, for a restated date, the corrected drop that caused the restatement."""
+date it is, and, for a restated date, the corrected drop that caused the restatement; once
+published, who released it (four-eyes release, s1mig.release), when and how."""
 
 from __future__ import annotations
 
@@ -142,4 +143,15 @@ def build(
         # the break register: the warnings first seen up to D that nobody acknowledged yet
         "open_breaks": [b.as_dict() for b in open_breaks(conn, through=report_date)],
         "outputs": files,
+    }
+
+
+def with_release(record: dict, revision: int, decision: dict) -> dict:
+    """The evidence of a published export: its settled revision and who released it, when
+    and how (s1mig.release: "released" by a named approver, or "auto-released" where
+    four-eyes release is off), and when it was published."""
+    return record | {
+        "revision": revision,
+        "release": {k: decision.get(k) for k in ("outcome", "by", "by_id", "at", "why")},
+        "published_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -26,7 +26,16 @@ folders beside the dates; every export into an out folder first recovers them al
 a lock on the out folder (one export at a time there): a date folder that an interrupted
 two-rename publish took away (.<D>.old-<pid>, the published export) is put back, and every
 other leftover (an unpublished temporary folder, or the folder an exchange replaced, whose
-content is the published one's kept revision or identical report files) is removed."""
+content is the published one's kept revision or identical report files) is removed.
+
+Release (s1mig.release, four-eyes): in a DAG run the checked folder is not published at once:
+`stage` moves it to the run's pending area <out>/.pending/<run>/<D>/ (inside `out`: one file
+system), and `publish_folder` publishes it once released: hard-linked into a temporary folder
+beside the dates (the pending folder stays whole until the date is published, so a killed
+publish is recovered like a killed export), its files re-hashed against the manifest, its
+revision settled against what <out>/<D> has then, the release written into evidence.json,
+audit.export_evidence and audit.releases in the transaction that exchanges it into place.
+`export_date` does both at once, auto-released (direct callers: no one to ask)."""
 
 from __future__ import annotations
 
@@ -456,77 +465,193 @@ def export_date(
     """Write <out>/<D>/<party>/<report>_<party>_<YYYYMMDD>.csv for every party and report,
     <out>/<D>/manifest.json and <out>/<D>/evidence.json (also kept in
     audit.export_evidence), check rule R9 on the written files and only then publish
-    them. `restatement` names the corrected drop that caused this export (restate.py).
+    them, released at once (no four-eyes: the evidence says "auto-released").
+    `restatement` names the corrected drop that caused this export (restate.py).
     Returns the date folder; raises GateBlocked (nothing published) when R9 fails.
     First recovers whatever an interrupted export left in `out` (recover)."""
+    from s1mig import release
+
     out.mkdir(parents=True, exist_ok=True)
     with out_lock(out):
         recover(out)
-        return _export(report_date, out, url, run_id, restatement)
+        tmp = out / f".{report_date.isoformat()}.tmp-{os.getpid()}"
+        try:
+            _write(report_date, out, tmp, url, run_id, restatement)
+            return publish_folder(tmp, out, url, release.auto_release(), own=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export(report_date: dt.date, out: Path, url: str | None, run_id: str, restatement: dict | None) -> Path:
+def stage(
+    report_date: dt.date,
+    out: Path,
+    pending: Path,
+    url: str | None = None,
+    run_id: str = "direct",
+    restatement: dict | None = None,
+) -> Path:
+    """Like export_date, but the checked export goes to <pending>/<D> (a folder inside `out`,
+    so publishing it later is an atomic exchange on the same file system), not to the
+    parties: publish_folder publishes it once it is released (s1mig.release). Returns the
+    pending date folder; raises GateBlocked (nothing written there) when R9 fails."""
+    out.mkdir(parents=True, exist_ok=True)
+    pending.mkdir(parents=True, exist_ok=True)
+    with out_lock(out):
+        recover(out)
+        tmp = out / f".{report_date.isoformat()}.tmp-{os.getpid()}"
+        try:
+            _write(report_date, out, tmp, url, run_id, restatement)
+            folder = pending / report_date.isoformat()
+            _swap_into_place(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("export %s: checked and waiting for release in %s", report_date, folder)
+    return folder
+
+
+def _write(report_date: dt.date, out: Path, tmp: Path, url: str | None, run_id: str, restatement: dict | None) -> dict:
+    """Write the date's files, manifest.json and evidence.json into `tmp` (a new folder in
+    `out`) and check rule R9 on them (GateBlocked when it fails). The revision is the one
+    the date would have if published now; publish_folder settles it. Returns the manifest."""
     ds, compact = report_date.isoformat(), report_date.strftime("%Y%m%d")
     target = out / ds
     previous = previous_manifest(target)
-    tmp = out / f".{ds}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     files: list[ExportedFile] = []
+    with db.connect(url) as conn, conn.transaction():
+        # One snapshot for every file of the date and for the counts R9 compares them with.
+        conn.execute("set transaction isolation level repeatable read, read only")
+        parties = parties_at_end_of(conn, report_date)
+        selects_types = {r.report_id: _column_types(conn, r) for r in REPORTS}
+        selects = {r.report_id: _select_list(selects_types[r.report_id]) for r in REPORTS}
+        for party in parties:
+            (tmp / party).mkdir()
+            for report in REPORTS:
+                rel = f"{party}/{report.report_id}_{party}_{compact}.csv"
+                query = sql.SQL("select {} from {} where report_date = {} and party_id = {} order by {}").format(
+                    selects[report.report_id],
+                    sql.Identifier("marts", report.model),
+                    sql.Literal(report_date),
+                    sql.Literal(party),
+                    sql.SQL(", ").join(_sort_key(selects_types[report.report_id], c) for c in report.key),
+                )
+                rows, sha = _copy_to_file(conn, query, tmp / rel)
+                files.append(ExportedFile(rel, party, report.report_id, rows, sha))
+        mart = mart_side(conn, report_date, parties)
+    log.info("export %s: %d files for %d parties", ds, len(files), len(parties))
+    listed = [f.__dict__ for f in files]
+    revision = next_revision(target, previous, listed)
+    manifest = {"report_date": ds, "revision": revision, "files": listed}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    conservation = check_conservation(tmp, mart)
+    record_conservation(url, run_id, report_date, conservation)
+    if conservation.failing_count:
+        raise GateBlocked(
+            f"gate blocked export of {ds}: {conservation.line()} (nothing published; {target} keeps its previous files)"
+        )
+    with db.connect(url) as conn:
+        record = evidence.build(
+            conn, report_date, run_id, listed, revision=revision, restatement=restatement, out_folder=out
+        )
+    (tmp / "evidence.json").write_text(json.dumps(record, indent=2) + "\n")
+    return manifest
+
+
+def check_files(folder: Path) -> None:
+    """The report files of a pending export are still the ones gated: every file listed
+    in its manifest hashes to its entry and nothing else is there (S1migError naming the
+    first difference): what is published is what was checked and released."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    listed = {f["path"]: f for f in manifest["files"]}
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*.csv")}
+    for path in sorted(on_disk ^ listed.keys()):
+        where = "on disk but not in manifest.json" if path in on_disk else "in manifest.json but missing"
+        raise S1migError(f"pending export {folder} changed since it was checked: {path} {where}; run the date again")
+    for path, entry in sorted(listed.items()):
+        _, sha, _ = read_back(folder / path)
+        if sha != entry["sha256"]:
+            raise S1migError(
+                f"pending export {folder} changed since it was checked: {path} no longer hashes to its manifest "
+                "entry; run the date again"
+            )
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write `path` anew (a new inode): it may be a hard link shared with another folder."""
+    path.unlink(missing_ok=True)
+    path.write_text(text)
+
+
+def published_by(target: Path, run_id: str, decision: dict) -> bool:
+    """Whether the date folder published now is the one run `run_id` released with `decision`."""
     try:
-        with db.connect(url) as conn, conn.transaction():
-            # One snapshot for every file of the date and for the counts R9 compares them with.
-            conn.execute("set transaction isolation level repeatable read, read only")
-            parties = parties_at_end_of(conn, report_date)
-            selects_types = {r.report_id: _column_types(conn, r) for r in REPORTS}
-            selects = {r.report_id: _select_list(selects_types[r.report_id]) for r in REPORTS}
-            for party in parties:
-                (tmp / party).mkdir()
-                for report in REPORTS:
-                    rel = f"{party}/{report.report_id}_{party}_{compact}.csv"
-                    query = sql.SQL("select {} from {} where report_date = {} and party_id = {} order by {}").format(
-                        selects[report.report_id],
-                        sql.Identifier("marts", report.model),
-                        sql.Literal(report_date),
-                        sql.Literal(party),
-                        sql.SQL(", ").join(_sort_key(selects_types[report.report_id], c) for c in report.key),
-                    )
-                    rows, sha = _copy_to_file(conn, query, tmp / rel)
-                    files.append(ExportedFile(rel, party, report.report_id, rows, sha))
-            mart = mart_side(conn, report_date, parties)
-        log.info("export %s: %d files for %d parties", ds, len(files), len(parties))
-        listed = [f.__dict__ for f in files]
-        revision = next_revision(target, previous, listed)
-        manifest = {"report_date": ds, "revision": revision, "files": listed}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        record = json.loads((target / "evidence.json").read_text())
+    except (OSError, ValueError):
+        return False
+    released = {k: decision.get(k) for k in ("outcome", "by", "by_id", "at", "why")}
+    return isinstance(record, dict) and record.get("run_id") == run_id and record.get("release") == released
 
-        conservation = check_conservation(tmp, mart)
-        record_conservation(url, run_id, report_date, conservation)
-        if conservation.failing_count:
-            raise GateBlocked(
-                f"gate blocked export of {ds}: {conservation.line()} (nothing published; {target} keeps its "
-                "previous files)"
-            )
 
-        with db.connect(url) as conn, conn.transaction():
-            record = evidence.build(
-                conn, report_date, run_id, listed, revision=revision, restatement=restatement, out_folder=out
-            )
-            (tmp / "evidence.json").write_text(json.dumps(record, indent=2) + "\n")
-            conn.execute(evidence.EVIDENCE_DDL)
-            conn.execute(
-                "delete from audit.export_evidence where run_id = %s and report_date = %s", (run_id, report_date)
-            )
-            conn.execute(
-                "insert into audit.export_evidence (run_id, report_date, evidence) values (%s, %s, %s)",
-                (run_id, report_date, json.dumps(record)),
-            )
-            _carry_revisions(target, tmp, previous, revision)
-            _swap_into_place(tmp, target)  # inside the transaction: no evidence row without files
-        if previous is not None and revision != int(previous.get("revision", 1)):
-            log.info("export %s: revision %d published, revision %s kept", ds, revision, previous.get("revision", 1))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def publish_folder(
+    staged: Path,
+    out: Path,
+    url: str | None,
+    decision: dict,
+    own: bool = False,
+    summary_writer=None,
+) -> Path:
+    """Publish the checked export in `staged` (a date folder from `stage`, or with own=True
+    the export's own temporary folder, out_lock held) as <out>/<D>, released by `decision`
+    (s1mig.release: outcome, by, at, why): its revision settled against what <out>/<D> has
+    now, the release written into evidence.json and into audit.export_evidence and
+    audit.releases in the transaction that swaps the folder into place. A pending folder is
+    hard-linked into a temporary folder first (it stays whole until the date is
+    published), its files re-hashed (check_files). `summary_writer(folder, target)`
+    re-writes the run summary in the folder to publish. Returns <out>/<D>."""
+    if not own:
+        with out_lock(out):
+            recover(out)
+            tmp = out / f".{staged.name}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                check_files(staged)
+                shutil.copytree(staged, tmp, copy_function=_link)
+                return publish_folder(tmp, out, url, decision, own=True, summary_writer=summary_writer)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    from s1mig import release
+
+    manifest = json.loads((staged / "manifest.json").read_text())
+    ds = manifest["report_date"]
+    target = out / ds
+    previous = previous_manifest(target)
+    revision = next_revision(target, previous, manifest["files"])
+    if revision != manifest.get("revision"):
+        manifest["revision"] = revision
+        _replace_file(staged / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    record = json.loads((staged / "evidence.json").read_text())
+    record = evidence.with_release(record, revision, decision)
+    _replace_file(staged / "evidence.json", json.dumps(record, indent=2) + "\n")
+    if summary_writer is not None and (staged / "run-summary.html").exists():
+        (staged / "run-summary.html").unlink()
+        summary_writer(staged, target)
+    day = dt.date.fromisoformat(ds)
+    with db.connect(url) as conn, conn.transaction():
+        conn.execute(evidence.EVIDENCE_DDL)
+        conn.execute(
+            "delete from audit.export_evidence where run_id = %s and report_date = %s", (record["run_id"], day)
+        )
+        conn.execute(
+            "insert into audit.export_evidence (run_id, report_date, evidence) values (%s, %s, %s)",
+            (record["run_id"], day, json.dumps(record)),
+        )
+        release.record(conn, record["run_id"], day, decision, revision, out, record)
+        _carry_revisions(target, staged, previous, revision)
+        _swap_into_place(staged, target)  # inside the transaction: no evidence row without files
+    if previous is not None and revision != int(previous.get("revision", 1)):
+        log.info("export %s: revision %d published, revision %s kept", ds, revision, previous.get("revision", 1))
     return target
 
 

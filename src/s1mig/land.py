@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # public since Python 2, untyped
 from pathlib import Path
 from typing import BinaryIO
 
@@ -116,10 +116,10 @@ class UndoResult:
 # ----------------------------------------------------------------------------- raw schema
 
 
-def _raw_objects() -> list[tuple[str | None, sql.Composable]]:
+def _raw_objects() -> list[tuple[str | None, sql.SQL | sql.Composed]]:
     """The raw layer as (relation created, idempotent DDL) pairs, one list so that the
     DDL and the relations checked for it cannot drift apart (None: not a relation)."""
-    objects: list[tuple[str | None, sql.Composable]] = [
+    objects: list[tuple[str | None, sql.SQL | sql.Composed]] = [
         (None, sql.SQL("create schema if not exists raw")),
         ("raw.row_number_seq", sql.SQL("create sequence if not exists raw.row_number_seq")),
         (
@@ -140,7 +140,7 @@ def _raw_objects() -> list[tuple[str | None, sql.Composable]]:
         (None, sql.SQL("alter table raw.drop_ledger add column if not exists action text not null default 'land'")),
     ]
     for ex in EXTRACTS:
-        cols = [sql.SQL("{} text").format(sql.Identifier(c)) for c in ex.columns]
+        cols: list[sql.SQL | sql.Composed] = [sql.SQL("{} text").format(sql.Identifier(c)) for c in ex.columns]
         cols += [
             sql.SQL("_drop_date date not null default current_setting('s1mig.drop_date')::date"),
             sql.SQL("_file_name text not null default current_setting('s1mig.file_name')"),
@@ -162,7 +162,7 @@ def _raw_objects() -> list[tuple[str | None, sql.Composable]]:
     return objects
 
 
-def raw_ddl() -> list[sql.Composable]:
+def raw_ddl() -> list[sql.SQL | sql.Composed]:
     """Idempotent DDL for the raw layer: every contract column as text plus lineage."""
     return [stmt for _, stmt in _raw_objects()]
 
@@ -332,6 +332,15 @@ def _too_deep(text: str) -> int | None:
 
 
 _WS = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_ws(text: str, idx: int) -> int:
+    """The index of the first character at or after idx that is not JSON whitespace."""
+    match = _WS.match(text, idx)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
 _DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
@@ -341,11 +350,12 @@ class _Positions:
 
     def __init__(self, text: str):
         self.text = text
-        self.starts: dict[tuple, int] | None = None
+        self.starts: dict[tuple, int] = {}
+        self.walked = False
 
     def line(self, path: tuple) -> int | None:
-        if self.starts is None:
-            self.starts = {}
+        if not self.walked:
+            self.walked = True
             try:
                 self._walk(0, (), 3)
             except (ValueError, IndexError):
@@ -357,25 +367,25 @@ class _Positions:
 
     def _walk(self, idx: int, path: tuple, depth: int) -> int:
         text = self.text
-        idx = _WS.match(text, idx).end()
+        idx = _skip_ws(text, idx)
         self.starts[path] = idx
         opener = text[idx]
         if depth == 0 or opener not in "[{":
             return _DECODER.raw_decode(text, idx)[1]
         closer = "]" if opener == "[" else "}"
-        idx = _WS.match(text, idx + 1).end()
+        idx = _skip_ws(text, idx + 1)
         if text[idx] == closer:
             return idx + 1
         n = 0
         while True:
             if opener == "{":
-                key, idx = scanstring(text, _WS.match(text, idx).end() + 1)
-                idx = _WS.match(text, idx).end() + 1  # the colon
+                key, idx = scanstring(text, _skip_ws(text, idx) + 1)
+                idx = _skip_ws(text, idx) + 1  # the colon
                 idx = self._walk(idx, (*path, key), depth - 1)
             else:
                 idx = self._walk(idx, (*path, n), depth - 1)
                 n += 1
-            idx = _WS.match(text, idx).end()
+            idx = _skip_ws(text, idx)
             if text[idx] == closer:
                 return idx + 1
             idx += 1  # the comma
@@ -934,6 +944,7 @@ def _check_sequence(conn: psycopg.Connection, drop_date: dt.date, first_drop: dt
     chosen = "chosen with --first or S1MIG_FIRST_DROP"
     if first_drop == config.FIRST_DROP_ANY:
         first_drop = landed[0] if landed else drop_date
+    assert not isinstance(first_drop, str)  # FIRST_DROP_ANY is the only text it can be
     if not landed:
         if first_drop is None:
             raise DropOutOfSequence(
@@ -1041,14 +1052,14 @@ def land(
             line = progress.line()
         except Exception:  # noqa: BLE001
             pass
-        err = DropRejected(
+        rejected = DropRejected(
             ds,
             progress.file or f"{drop_dir.name}/",
             line,
             f"unexpected error ({type(exc).__name__}) while landing; nothing was landed (details: quarantine record)",
         )
-        _record(err, drop_dir, traceback.format_exc())
-        raise err from None
+        _record(rejected, drop_dir, traceback.format_exc())
+        raise rejected from None
 
 
 def _record(err: DropRejected, drop_dir: Path, details: str | None = None) -> None:
@@ -1197,12 +1208,10 @@ def undo(drop_date: dt.date, url: str | None = None) -> UndoResult:
                 "values (%s, %s, %s, %s, clock_timestamp(), clock_timestamp(), 'undo')",
                 (drop_date, sha, json.dumps(manifest), json.dumps(removed)),
             )
-            built = (
-                conn.execute("select to_regclass('staging.delivery_log') is not null").fetchone()[0]
-                and conn.execute(
-                    "select exists (select 1 from staging.delivery_log where drop_date = %s and landed_at = %s)",
-                    (drop_date, landed_at),
-                ).fetchone()[0]
+            built = db.scalar(conn, "select to_regclass('staging.delivery_log') is not null") and db.scalar(
+                conn,
+                "select exists (select 1 from staging.delivery_log where drop_date = %s and landed_at = %s)",
+                (drop_date, landed_at),
             )
     log.info("drop %s: undone (%d rows removed)", drop_date, sum(removed.values()))
     return UndoResult(drop_date, sha, landed_at, removed, bool(built))

@@ -216,7 +216,8 @@ class Holder:
 
 def _ensure_table(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        if conn.execute("select to_regclass('audit.run_lease') is null").fetchone()[0]:
+        missing = conn.execute("select to_regclass('audit.run_lease') is null").fetchone()
+        if missing is None or missing[0]:
             conn.execute("select pg_advisory_xact_lock(%s)", (DDL_LOCK,))
             conn.execute(DDL)
         conn.execute("insert into audit.run_lease (lease) values (%s) on conflict (lease) do nothing", (LEASE,))
@@ -226,6 +227,7 @@ def _read(conn: psycopg.Connection, lock: bool = False) -> Holder:
     row = conn.execute(
         f"select {_COLUMNS} from audit.run_lease where lease = %s" + (" for update" if lock else ""), (LEASE,)
     ).fetchone()
+    assert row is not None  # _ensure_table inserted it
     return Holder(*row)
 
 

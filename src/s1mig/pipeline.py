@@ -29,39 +29,65 @@ def gate_step(report_date: dt.date, run_id: str, url: str | None = None) -> list
     return [{"rule": o.rule.rule_id, "status": o.status, "failing": o.failing_count} for o in outcomes]
 
 
-def export_step(report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct") -> str:
-    folder = export.export_date(report_date, out, url, run_id)
-    log.info("exported %s to %s", report_date, folder)
+def export_step(
+    report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct", pending: Path | None = None
+) -> str:
+    """Export D: to the run's pending area when `pending` is given (published by
+    publish_step once released; the run's first write there, so what an earlier try of the
+    same run left in it goes first), else straight to `out`."""
+    if pending is not None:
+        from s1mig import release
+
+        release.discard(pending)
+        folder = export.stage(report_date, out, pending, url, run_id)
+        log.info("exported %s to %s, waiting for release", report_date, folder)
+    else:
+        folder = export.export_date(report_date, out, url, run_id)
+        log.info("exported %s to %s", report_date, folder)
     return str(folder)
 
 
-def summary_step(report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct") -> str:
-    from s1mig import summary
+def summary_step(
+    report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct", pending: Path | None = None
+) -> str:
+    """The run summary beside D's export (in the pending area when `pending` is given,
+    saying it awaits approval when four-eyes release is on)."""
+    from s1mig import release, summary
     from s1mig.errors import S1migError
 
-    folder = out / report_date.isoformat()
+    folder = (pending or out) / report_date.isoformat()
     if not (folder / "manifest.json").is_file():
-        raise S1migError(f"no export of {report_date} in {out} to summarise")
-    path = summary.write_summary(report_date, folder, run_id, url)
+        raise S1migError(f"no export of {report_date} in {pending or out} to summarise")
+    if pending is None:
+        path = summary.write_summary(report_date, folder, run_id, url)
+    else:
+        awaiting = release.summary_state(None) if release.four_eyes() else None
+        path = release.write_summary(report_date, folder, run_id, url, awaiting, folder)
     log.info("run summary: %s", path)
     return str(path)
 
 
 def restate_step(
-    report_date: dt.date, out: Path, url: str | None = None, run_id: str = "direct", land_status: str | None = None
+    report_date: dt.date,
+    out: Path,
+    url: str | None = None,
+    run_id: str = "direct",
+    land_status: str | None = None,
+    pending: Path | None = None,
 ) -> list[str]:
     """After D's own export: when D's landing replaced an earlier delivery (a correction),
     build, gate and export again every later date exported to `out`, in date order (spec
     "Runs, corrections and restatement"); then any exported date still made from a
     delivery that is no longer current (a correction landed without its own date's run,
     a restatement that stopped half way), whatever its date: no run leaves a stale export
-    behind it unsaid."""
+    behind it unsaid. With `pending` (the run's pending area) the restated dates wait
+    there for the run's release with D."""
     from s1mig import restate
 
     restated: list[dt.date] = []
     if land_status == "replaced":
-        restated += restate.restate_later_dates(report_date, out, url, run_id, echo=log.info)
-    restated += restate.restate_stale(out, url, run_id, echo=log.info)
+        restated += restate.restate_later_dates(report_date, out, url, run_id, echo=log.info, pending=pending)
+    restated += restate.restate_stale(out, url, run_id, echo=log.info, pending=pending)
     if restated:
         line = f"restated {len(restated)} exported date(s): {', '.join(map(str, restated))}"
         log.info("%s: %s", report_date, line)
@@ -72,21 +98,45 @@ def restate_step(
     return [d.isoformat() for d in restated]
 
 
+def publish_step(
+    report_date: dt.date, out: Path, url: str | None, run_id: str, pending: Path, decision: dict
+) -> list[str]:
+    """Publish the run's pending exports (D and the dates it restated) as released by
+    `decision` (s1mig.release)."""
+    from s1mig import release
+
+    folders = release.publish(pending, out, url, run_id, decision, report_date)
+    return [str(f) for f in folders]
+
+
 def run_direct(
     landing: Path, report_date: dt.date, out: Path, run_id: str | None = None, wait: float | None = None
 ) -> str:
     """All the steps in this process, without Airflow (benchmarks, debugging), holding the
     warehouse's run lease around them like the DAG does (waiting at most `wait` seconds,
-    default S1MIG_LEASE_WAIT, while another run holds it)."""
-    from s1mig import db, lease
+    default S1MIG_LEASE_WAIT, while another run holds it). Nobody can approve a release
+    here: it refuses to run when four-eyes release is on, and auto-releases otherwise."""
+    from s1mig import db, lease, release
+    from s1mig.errors import S1migError
 
+    if release.four_eyes():
+        raise S1migError(
+            f"four-eyes release is on ({release.FOUR_EYES_ENV}=true): a direct run cannot be approved; "
+            "run the date through the service (s1mig serve, s1mig trigger)"
+        )
     url = db.warehouse_url()
     run_id = run_id or f"direct__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+    pending = release.pending_root(out, run_id)
     with lease.held(url, run_id, report_date, "direct", wait=wait, echo=log.info):
-        landed = land_step(landing, report_date, url)
-        dbt_step(report_date, url)
-        gate_step(report_date, run_id, url)
-        folder = export_step(report_date, out, url, run_id)
-        summary_step(report_date, out, url, run_id)
-        restate_step(report_date, out, url, run_id, landed["status"])
-    return folder
+        try:
+            landed = land_step(landing, report_date, url)
+            dbt_step(report_date, url)
+            gate_step(report_date, run_id, url)
+            export_step(report_date, out, url, run_id, pending)
+            summary_step(report_date, out, url, run_id, pending)
+            restate_step(report_date, out, url, run_id, landed["status"], pending)
+            publish_step(report_date, out, url, run_id, pending, release.auto_release())
+        except BaseException:
+            release.discard(pending)  # nothing of a failed run is published, nothing left behind
+            raise
+    return str(out / report_date.isoformat())

@@ -9,7 +9,13 @@ whose files change gets the next revision (the previous one kept under
 Which dates were exported is read from the out folder itself: every <out>/<YYYY-MM-DD>/
 holding a manifest.json is a published export, whatever run wrote it. Exports of later
 dates that audit.export_evidence records in *other* out folders are not touched (they
-were not asked for); each is named in a warning so that nothing stale goes unsaid."""
+were not asked for); each is named in a warning so that nothing stale goes unsaid.
+
+In a DAG run (`pending` given: the run's pending area, s1mig.release) the restated dates are
+exported to the pending area beside the run's own date, not published: they leave with the
+run's release (approved, or auto-released where four-eyes release is off) and a rejection
+publishes none of them. Dates already in the run's pending area are not stale: they are the
+run's own new exports."""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from s1mig import db, dbt, evidence, export, gate, summary
+from s1mig import db, dbt, evidence, export, gate, release, summary
 from s1mig.errors import S1migError
 
 log = logging.getLogger(__name__)
@@ -90,14 +96,26 @@ def _revision(folder: Path) -> int:
 
 
 def _restate_date(
-    day: dt.date, out: Path, url: str, run_id: str, reason: dict, echo: Callable[[str], object] | None
+    day: dt.date,
+    out: Path,
+    url: str,
+    run_id: str,
+    reason: dict,
+    echo: Callable[[str], object] | None,
+    pending: Path | None = None,
 ) -> Path:
     """One date again, as at its own end of day: dbt build, gate, export (a new revision
-    only when its files change; the evidence carries `reason`) and the run summary."""
+    only when its files change; the evidence carries `reason`) and the run summary; into
+    the run's pending area when `pending` is given."""
     dbt.build(day, url, echo=echo)
     gate.run_gate(day, run_id, url)
-    folder = export.export_date(day, out, url, run_id, restatement=reason)
-    summary.write_summary(day, folder, run_id, url)
+    if pending is None:
+        folder = export.export_date(day, out, url, run_id, restatement=reason)
+        summary.write_summary(day, folder, run_id, url)
+        return folder
+    folder = export.stage(day, out, pending, url, run_id, restatement=reason)
+    awaiting = release.summary_state(None) if release.four_eyes() else None
+    release.write_summary(day, folder, run_id, url, awaiting, folder)
     return folder
 
 
@@ -107,6 +125,7 @@ def restate_later_dates(
     url: str | None = None,
     run_id: str = "direct",
     echo: Callable[[str], object] | None = print,
+    pending: Path | None = None,
 ) -> list[dt.date]:
     """Build, gate and export again (with the run summary) every date after
     `corrected_date` that is exported in `out`, in date order; returns those dates.
@@ -147,7 +166,7 @@ def restate_later_dates(
     for i, day in enumerate(later):
         before = _revision(out / day.isoformat())
         try:
-            folder = _restate_date(day, out, url, run_id, reason, echo)
+            folder = _restate_date(day, out, url, run_id, reason, echo, pending)
         except S1migError as err:
             left = ", ".join(map(str, later[i:]))
             raise S1migError(
@@ -155,7 +174,7 @@ def restate_later_dates(
             ) from err
         revision = _revision(folder)
         change = (
-            f"files changed, revision {before} kept in {folder / export.REVISIONS / str(before)}"
+            f"files changed, revision {before} kept in {out / day.isoformat() / export.REVISIONS / str(before)}"
             if revision != before
             else "files unchanged"
         )
@@ -177,6 +196,7 @@ def restate_stale(
     url: str | None = None,
     run_id: str = "direct",
     echo: Callable[[str], object] | None = print,
+    pending: Path | None = None,
 ) -> list[dt.date]:
     """Build, gate and export again, in date order, every date exported in `out` from
     deliveries that are no longer current: a correction landed without its own date's run
@@ -187,7 +207,8 @@ def restate_stale(
     restated; stops at the first that fails with a one-line S1migError."""
     say = echo or (lambda _line: None)
     url = url or db.warehouse_url()
-    stale = stale_dates(out, url)
+    own = set(release.pending_dates(pending)) if pending is not None else set()
+    stale = [d for d in stale_dates(out, url) if d not in own]
     if not stale:
         return []
     with db.connect(url) as conn:
@@ -221,7 +242,7 @@ def restate_stale(
     for i, day in enumerate(todo):
         before = _revision(out / day.isoformat())
         try:
-            folder = _restate_date(day, out, url, run_id, {"corrected_drop": causes[day]}, echo)
+            folder = _restate_date(day, out, url, run_id, {"corrected_drop": causes[day]}, echo, pending)
         except S1migError as err:
             left = ", ".join(map(str, todo[i:]))
             raise S1migError(f"restatement of stale exports stopped at {day} ({err}); not restated: {left}") from err
