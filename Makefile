@@ -65,6 +65,7 @@ lint: install
 	$(BIN)/ruff check src dags expectations tests
 	$(BIN)/ruff format --check src dags expectations tests
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format src dags expectations tests

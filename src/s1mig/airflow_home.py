@@ -129,7 +129,7 @@ def metadata_env(libpq_url: str) -> dict[str, str]:
 def _alembic_version(libpq_url: str) -> str | None:
     try:
         with db.connect(libpq_url, autocommit=True) as conn:
-            if conn.execute("select to_regclass('public.alembic_version') is null").fetchone()[0]:
+            if db.scalar(conn, "select to_regclass('public.alembic_version') is null"):
                 return None
             row = conn.execute("select version_num from alembic_version").fetchone()
             return row[0] if row else None

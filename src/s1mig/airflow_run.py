@@ -417,7 +417,7 @@ def release_lease_of(url: str, pids: set[int], how: str) -> bool:
         return False
     try:
         with db.connect(url, autocommit=True, connect_timeout=3) as conn:
-            if conn.execute("select to_regclass('audit.run_lease') is null").fetchone()[0]:
+            if db.scalar(conn, "select to_regclass('audit.run_lease') is null"):
                 return False
             row = conn.execute(
                 "select token, pid, host from audit.run_lease where lease = %s and released_at is null",

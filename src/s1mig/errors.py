@@ -39,8 +39,9 @@ class DbtFailed(S1migError):
 
 
 class DropMissing(Exception):
-    """The drop (folder or manifest.json) has not arrived yet. Not an S1migError on
-    purpose: in the scheduled DAG the land task retries, waiting for a late drop."""
+    """The drop (folder or manifest.json) has not arrived yet. In the DAG the
+    wait_for_drop sensor waits for a late drop before `land` runs; not an S1migError on
+    purpose: a transient filesystem fault after the sensor saw the drop is worth a retry."""
 
     def __init__(self, drop_date: str, path: str):
         super().__init__(f"drop {drop_date} not found: {path} does not exist (not delivered yet?)")

@@ -117,7 +117,7 @@ def _select_list(types: dict[str, str]) -> sql.Composable:
         elif data_type == "date":
             parts.append(sql.SQL("to_char({}, 'YYYY-MM-DD') as {}").format(ident, ident))
         else:
-            parts.append(ident)
+            parts.append(sql.Composed([ident]))
     return sql.SQL(", ").join(parts)
 
 
@@ -165,13 +165,14 @@ def mart_side(conn: psycopg.Connection, report_date: dt.date, parties: list[str]
         table = sql.Identifier("marts", report.model)
         outside = sql.SQL("(party_id is null or not party_id = any(%(parties)s))")
         params = {"d": report_date, "parties": parties}
-        total, outsiders = conn.execute(
+        total, outsiders = db.one(
+            conn,
             sql.SQL(
                 "select count(*), count(distinct coalesce(party_id, '')) filter (where {}) "
                 "from {} where report_date = %(d)s"
             ).format(outside, table),
             params,
-        ).fetchone()
+        )
         rows[report.report_id] = total
         if outsiders:
             sample = conn.execute(

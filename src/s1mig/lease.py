@@ -23,8 +23,9 @@ the next one. Two signals tell a dead holder, checked by the run that wants the 
 
 * The heartbeat. A holder renews `expires_at` (now + S1MIG_LEASE_EXPIRY, default 300 s)
   every few seconds while one of its tasks works and when a task ends (covering the gap
-  to the next task); a task that fails and will be retried extends it over the retry
-  delay, so a scheduled run waiting for a late drop keeps the warehouse. Past
+  to the next task); a task that fails and will be retried (a transient fault) extends
+  it over the retry delay. A late drop is waited for before the lease (the DAG's
+  wait_for_drop sensor), so a run waiting for its drop holds nothing. Past
   `expires_at` the lease is free. This works from any host, for every kind of holder.
 * The holder's process, at once. `s1mig run` runs every task inside one process
   (`airflow dags test`), and a direct run is one process: such a lease records that its

@@ -254,8 +254,9 @@ def failure_message(context: dict) -> tuple[str, str]:
     reason = _reason_of(context)
     subject = one_line(f"[s1mig] {dag_id} {day}: task {task_id} failed: {reason}", 200)
     rows = [("DAG", dag_id), ("Report date", day), ("Run", str(run_id)), ("Failed task", task_id)]
-    if getattr(ti, "try_number", None):
-        rows.append(("Try", str(ti.try_number)))
+    try_number = getattr(ti, "try_number", None)
+    if try_number:
+        rows.append(("Try", str(try_number)))
     rows.append(("Reason", reason))
     if _base_url() and ti is not None:
         rows.append(("Log URL", ti.log_url))

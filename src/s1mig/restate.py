@@ -55,7 +55,7 @@ def stale_dates(out: Path, url: str | None = None, after: dt.date | None = None)
     after they were exported and they have not been restated since (e.g. an earlier
     restatement stopped at a blocked date). A date without readable evidence counts as stale."""
     with db.connect(url) as conn:
-        current = dict(
+        current: dict[dt.date, str] = dict(
             conn.execute("select drop_date, delivery_sha256 from raw.drop_ledger where superseded_at is null")
         )
     stale = []
@@ -76,7 +76,7 @@ def exported_elsewhere(url: str, out: Path, after: dt.date) -> dict[str, list[dt
     """Later dates that audit.export_evidence says were exported to other folders that
     still hold them: {folder: [dates]}."""
     with db.connect(url) as conn:
-        if conn.execute("select to_regclass('audit.export_evidence')").fetchone()[0] is None:
+        if db.scalar(conn, "select to_regclass('audit.export_evidence')") is None:
             return {}
         rows = conn.execute(
             "select distinct evidence->>'out_folder', report_date from audit.export_evidence "
@@ -142,10 +142,10 @@ def restate_later_dates(
         landed = {r[0] for r in conn.execute("select drop_date from raw.drop_ledger where superseded_at is null")}
     if cause is None:
         raise S1migError(f"cannot restate after {corrected_date}: no drop of {corrected_date} is landed")
-    for folder, days in exported_elsewhere(url, out, corrected_date).items():
+    for elsewhere, days in exported_elsewhere(url, out, corrected_date).items():
         line = (
-            f"restatement: {folder} also holds exports of {', '.join(map(str, days))}, made before the correction of "
-            f"{corrected_date}; they are not restated (re-run those dates with --out {folder})"
+            f"restatement: {elsewhere} also holds exports of {', '.join(map(str, days))}, made before the correction "
+            f"of {corrected_date}; they are not restated (re-run those dates with --out {elsewhere})"
         )
         log.warning(line)
         say(line)
@@ -212,7 +212,7 @@ def restate_stale(
     if not stale:
         return []
     with db.connect(url) as conn:
-        current = dict(
+        current: dict[dt.date, str] = dict(
             conn.execute("select drop_date, delivery_sha256 from raw.drop_ledger where superseded_at is null")
         )
         causes: dict[dt.date, dict | None] = {}

@@ -278,6 +278,9 @@ def service_env(url: str, metadata_url: str, opts: ServeOptions) -> dict[str, st
     env.setdefault("AIRFLOW__API__BASE_URL", opts.url())  # links in mails; a proxy in front may set its own
     env.setdefault("AIRFLOW__API__WORKERS", "2")
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
+    # a task's calls to the execution API wait out a busy API server (Airflow's default, 5 s, fails tasks
+    # on a loaded two-core machine: seen with Celery workers while dbt ran)
+    env.setdefault("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "60")
     if "celery" in opts.executor.lower():
         if not env.get("AIRFLOW__CELERY__BROKER_URL"):
             raise ConfigInvalid(
@@ -563,9 +566,13 @@ def stop(echo: Callable[[str], None] = print, timeout: float = STOP_TIMEOUT + 30
         if not left:
             echo(f"s1mig: serve is not running on this home ({config.home()})")
             return 0
-        for pid in left:
+        from s1mig.airflow_run import descendants
+
+        # the processes they started too: LocalExecutor task processes have process groups of their own
+        doomed = set(left).union(*(descendants(pid) for pid in left))
+        for doomed_pid in doomed:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+                os.kill(doomed_pid, signal.SIGKILL)
         with contextlib.suppress(FileNotFoundError):
             state_file().unlink()
         echo(f"s1mig: serve was gone; stopped the {len(left)} Airflow process(es) it left")
@@ -641,7 +648,7 @@ def awaiting_approval(api: AirflowApi, run: dict) -> bool:
     if run.get("state") not in ("running", "queued"):
         return False
     detail = api.hitl_detail(run["dag_run_id"], RELEASE_TASK)
-    return bool(detail) and not detail.get("response_received")
+    return detail is not None and not detail.get("response_received")
 
 
 def status(echo: Callable[[str], None] = print, limit: int = 10) -> int:
