@@ -34,6 +34,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseSensorOperator, CronDataIntervalTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from s1mig import run_tasks
+
 DEFAULT_ARGS = {
     "owner": "s1mig",
     # transient failures (a database restart) retry; `s1mig run` sets 0
@@ -129,7 +131,7 @@ if ON_FAILURE:
 )
 def s1mig_daily():
     wait_for_drop = DropSensor(
-        task_id="wait_for_drop",
+        task_id=run_tasks.WAIT_FOR_DROP,
         mode="reschedule",
         poke_interval=_seconds("S1MIG_DROP_POKE", 300),
         timeout=_seconds("S1MIG_DROP_TIMEOUT", 18 * 3600),
@@ -141,68 +143,16 @@ def s1mig_daily():
 
         return af.fail_fast(af.take_lease)(context)
 
-    @task
-    def land(**context) -> dict:
-        from s1mig import airflow_support as af
-        from s1mig import pipeline
+    def leased_task(name: str):
+        """The task `name` of run_tasks.LEASED: its step of s1mig.pipeline under the run's lease."""
 
-        landing, _ = af.locations(context)
-        step = af.leased(context, pipeline.land_step)
-        return af.fail_fast(step)(landing, af.report_date(context), af.warehouse_url())
+        @task(task_id=name)
+        def step(**context):
+            from s1mig import airflow_support as af
 
-    @task
-    def dbt_build(**context) -> None:
-        from s1mig import airflow_support as af
-        from s1mig import pipeline
+            return af.run_step(name, context)
 
-        af.fail_fast(af.leased(context, pipeline.dbt_step))(af.report_date(context), af.warehouse_url())
-
-    @task
-    def reconciliation_gate(**context) -> list[dict]:
-        from s1mig import airflow_support as af
-        from s1mig import pipeline
-
-        step = af.leased(context, pipeline.gate_step)
-        return af.fail_fast(step)(af.report_date(context), context["run_id"], af.warehouse_url())
-
-    @task
-    def export(**context) -> str:
-        from s1mig import airflow_support as af
-        from s1mig import pipeline
-
-        _, out = af.locations(context)
-        step = af.leased(context, pipeline.export_step)
-        return af.fail_fast(step)(
-            af.report_date(context), out, af.warehouse_url(), context["run_id"], af.pending(context)
-        )
-
-    @task
-    def run_summary(**context) -> str:
-        from s1mig import airflow_support as af
-        from s1mig import pipeline
-
-        _, out = af.locations(context)
-        step = af.leased(context, pipeline.summary_step)
-        return af.fail_fast(step)(
-            af.report_date(context), out, af.warehouse_url(), context["run_id"], af.pending(context)
-        )
-
-    @task
-    def restate_later_dates(**context) -> list[str]:
-        from s1mig import airflow_support as af
-        from s1mig import pipeline
-
-        _, out = af.locations(context)
-        landed = context["ti"].xcom_pull(task_ids="land") or {}  # none when `land` was skipped
-        step = af.leased(context, pipeline.restate_step)
-        return af.fail_fast(step)(
-            af.report_date(context),
-            out,
-            af.warehouse_url(),
-            context["run_id"],
-            landed.get("status"),
-            af.pending(context),
-        )
+        return step()
 
     @task
     def release_lease(**context) -> None:
@@ -211,7 +161,7 @@ def s1mig_daily():
         af.fail_fast(af.release_lease)(context)
 
     release = ReleaseApproval(
-        task_id="release",
+        task_id=run_tasks.RELEASE,
         subject="Release the S1MIG reports?",  # the run's own subject and body are set when it asks
         params={"why": Param(None, type=["null", "string"], description="the reason for the decision (optional)")},
     )
@@ -223,9 +173,9 @@ def s1mig_daily():
         return af.fail_fast(af.publish)(context)
 
     taken = take_lease()
-    worked = (
-        taken >> land() >> dbt_build() >> reconciliation_gate() >> export() >> run_summary() >> restate_later_dates()
-    )
+    worked = taken
+    for name in run_tasks.LEASED:  # land, dbt_build, reconciliation_gate, export, run_summary, restate_later_dates
+        worked = worked >> leased_task(name)
     wait_for_drop >> taken
     # the teardown runs once every task is done, failed or not, if the lease was taken; the
     # release waits for its approver without the lease

@@ -1,7 +1,8 @@
 """The Celery scale-out proven on this machine (issue 16 item 5): Debian's redis-server as
 the broker on 127.0.0.1, `s1mig serve --executor CeleryExecutor` (api-server, scheduler,
 dag-processor, triggerer; metadata and Celery results in PostgreSQL) and two Celery workers
-joining it (`airflow celery worker` with the service's environment, one task slot each).
+joining it (`s1mig worker NAME`: `airflow celery worker` with the service's environment, one
+task slot each).
 A date triggered through the REST API runs to its published reports, and the workers' own
 logs show its tasks spread over both of them, each task executed exactly once.
 
@@ -16,15 +17,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import fresh_database, run_cli
+from conftest import REPO, fresh_database, run_cli
 from serving import free_port, kill_session, running_serve, trigger, wait_for
 
-from s1mig import airflow_home, service
+from s1mig import service
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None,
@@ -73,33 +75,37 @@ def redis_server(folder: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def celery_workers(folder: Path) -> Iterator[dict[str, Path]]:
-    """Two `airflow celery worker`s joining the running serve, one task slot each; their log files."""
-    env = service.joining_env()
-    procs, logs = [], {}
+def celery_workers() -> Iterator[dict[str, Path]]:
+    """Two `s1mig worker NAME` joining the running serve, one task slot each, as an operator
+    starts them; their log files. Stopped with SIGTERM (as systemd would), then whatever is
+    left of their sessions is killed."""
+    procs, logs = [], {name: service.logs_dir() / f"worker-{name}.log" for name in WORKERS}
+    for path in logs.values():  # the readiness below is this start's
+        path.unlink(missing_ok=True)
     try:
         for name in WORKERS:
-            logs[name] = folder / f"worker-{name}.log"
-            cmd = [airflow_home.airflow_exe(), "celery", "worker", "--celery-hostname", f"{name}@%h"]
-            cmd += ["--concurrency", "1", "--skip-serve-logs", "--without-gossip", "--without-mingle"]
-            with open(logs[name], "w") as log:
-                procs.append(
-                    subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cmd = [sys.executable, "-m", "s1mig.cli", "worker", name, "--concurrency", "1"]
+            procs.append(
+                subprocess.Popen(
+                    cmd, cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    text=True, start_new_session=True,
                 )
+            )  # fmt: skip
         deadline = time.monotonic() + 180
-        while not all(" ready." in logs[name].read_text() for name in WORKERS):
+        while not all(path.is_file() and " ready." in path.read_text() for path in logs.values()):
             for proc, name in zip(procs, WORKERS, strict=True):
-                assert proc.poll() is None, f"worker {name} ended:\n{logs[name].read_text()[-3000:]}"
+                assert proc.poll() is None, f"worker {name} ended: {proc.communicate()[0]}"
             assert time.monotonic() < deadline, "the Celery workers were not ready within 180 s"
             time.sleep(1)
         yield logs
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 15)  # a warm shutdown: the worker stops its task processes
+                proc.terminate()
         for proc in procs:
             try:
-                proc.wait(timeout=30)
+                out, _ = proc.communicate(timeout=60)
+                assert "stopped by SIGTERM" in out, out
             except subprocess.TimeoutExpired:
                 pass
             kill_session(proc.pid)  # anything left in its session (task processes included)
@@ -124,7 +130,7 @@ def test_two_celery_workers_share_a_dates_tasks(server_url, tmp_path):
         mp.setenv("AIRFLOW__CELERY__BROKER_URL", broker)
         mp.setenv("S1MIG_DROP_POKE", "20")  # the scheduled run of yesterday waits for a drop that never comes
         args = ["--executor", "CeleryExecutor", "--no-four-eyes"]
-        with running_serve(url, landing, out, args) as serve, celery_workers(tmp_path) as logs:
+        with running_serve(url, landing, out, args) as serve, celery_workers() as logs:
             assert "CeleryExecutor" in run_cli("serve", "--status", check=True).stdout
             api = serve.api()
             run_id = trigger(D)

@@ -8,19 +8,11 @@ from datetime import timedelta
 import pytest
 from conftest import REPO
 
-EXPECTED_TASKS = [
-    "wait_for_drop",
-    "take_lease",
-    "land",
-    "dbt_build",
-    "reconciliation_gate",
-    "export",
-    "run_summary",
-    "restate_later_dates",
-    "release",
-    "publish",
-]
-LEASED = ["land", "dbt_build", "reconciliation_gate", "export", "run_summary", "restate_later_dates"]
+from s1mig import run_tasks
+
+# the one declaration of the run's tasks (s1mig.run_tasks); the DAG must wire exactly these, in this order
+EXPECTED_TASKS = list(run_tasks.ORDER)
+LEASED = list(run_tasks.LEASED)
 
 
 @pytest.fixture(scope="module")
@@ -105,16 +97,23 @@ def test_cli_task_lists_match_the_dag(dagbag):
     from s1mig import airflow_run
 
     dag = dagbag.dags["s1mig_daily"]
+    from s1mig import pipeline
+
     assert set(airflow_run.ALL_TASKS) == set(dag.task_ids)
     assert set(airflow_run.TASKS) == set(LEASED)
+    # run_direct runs the same steps, in the same order, as the DAG's leased tasks
+    assert list(pipeline.STEPS) == LEASED
 
 
 def test_dag_file_has_no_heavy_imports_at_parse_time():
     """Logic stays in the package: the DAG file imports only airflow and pendulum at top level."""
     source = (REPO / "dags" / "s1mig_daily.py").read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    modules = {line.split()[1].split(".")[0] for line in top_level}
+    modules = {line.split()[1].split(".")[0] for line in top_level if not line.startswith("from s1mig import")}
     assert modules <= {"__future__", "os", "datetime", "pendulum", "airflow"}, modules
+    # of the package, only the task list (names, nothing imported)
+    assert [line for line in top_level if "s1mig" in line] == ["from s1mig import run_tasks"]
+    assert "import" not in (REPO / "src" / "s1mig" / "run_tasks.py").read_text().replace("from __future__ import", "")
 
 
 def _in_order(dag, without: set[str] = frozenset()):

@@ -21,128 +21,33 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import REPO, fresh_database, run_cli
+from serving import START_TIMEOUT, Serve, free_port, kill_session, running_serve, session_processes, trigger, wait_for
 
 from s1mig import airflow_home, db, service
 from s1mig.airflow_api import AirflowApi
 
-START_TIMEOUT = 420.0  # s: the four Airflow processes on a busy two-core machine
 RUN_TIMEOUT = 600.0  # s: one date from its drop to the release (land, dbt, gate, export)
 D1, D2 = dt.date(2020, 7, 30), dt.date(2020, 7, 31)
 APPROVER = "alice"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Serve:
-    proc: subprocess.Popen
-    port: int
-    landing: Path
-    out: Path
-    warehouse: str
-    lines: list[str] = field(default_factory=list)
-    runs: dict[dt.date, str] = field(default_factory=dict)  # run ids the scenarios queued
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def password(self, user: str) -> str:
-        m = re.search(rf"^s1mig: login {re.escape(user)} / (\S+)", self.output(), re.M)
-        assert m, f"no password printed for {user}:\n{self.output()}"
-        return m.group(1)
-
-    def api(self, user: str = "admin") -> AirflowApi:
-        return AirflowApi(self.url, user, self.password(user))
-
-
-def _session_processes(sid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
-
-
-def _kill_session(sid: int) -> None:
-    for pid in _session_processes(sid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def serve(server_url, tmp_path_factory) -> Iterator[Serve]:
     root = tmp_path_factory.mktemp("serve")
-    landing, out = root / "landing", root / "exports"
     with fresh_database(server_url) as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("S1MIG_DATABASE_URL", url)
         mp.setenv("S1MIG_DROP_POKE", "20")  # the scheduled run of yesterday waits for a drop that never comes
         mp.delenv("S1MIG_FOUR_EYES", raising=False)  # serve's default: on
-        port = _free_port()
-        cmd = [sys.executable, "-m", "s1mig.cli", "serve", "--port", str(port)]
-        cmd += ["--landing", str(landing), "--out", str(out), "--approver", APPROVER]
-        proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            env=dict(os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # everything it starts is in its session: found and killed at the end
-        )
-        handle = Serve(proc, port, landing, out, url)
-        reader = threading.Thread(target=lambda: handle.lines.extend(line.rstrip("\n") for line in proc.stdout))
-        reader.start()
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not any(line.startswith("s1mig: serving at") for line in handle.lines):
-                assert proc.poll() is None, f"s1mig serve ended ({proc.returncode}):\n{handle.output()}"
-                assert time.monotonic() < deadline, f"not ready in {START_TIMEOUT:.0f} s:\n{handle.output()}"
-                time.sleep(0.5)
+        with running_serve(url, root / "landing", root / "exports", ["--approver", APPROVER]) as handle:
             yield handle
-        finally:
-            if proc.poll() is None:
-                run_cli("serve", "--stop")
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=90)
-            _kill_session(proc.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            reader.join(timeout=10)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _wait(what: str, check, timeout: float, serve: Serve, poll: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert serve.proc.poll() is None, f"s1mig serve ended while waiting for {what}:\n{serve.output()}"
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(poll)
 
 
 def _run(api: AirflowApi, run_id: str) -> dict:
@@ -165,13 +70,6 @@ def _finished(api: AirflowApi, run_id: str) -> str | None:
     return state if state in ("success", "failed") else None
 
 
-def _trigger(serve: Serve, day: dt.date) -> str:
-    proc = run_cli("trigger", day.isoformat(), check=True)
-    m = re.search(r"queued (\S+) for " + day.isoformat(), proc.stdout)
-    assert m, proc.stdout
-    return m.group(1)
-
-
 # ----------------------------------------------------------------------------- scenarios
 
 
@@ -191,7 +89,7 @@ def test_serve_starts_with_postgres_metadata_and_a_login(serve):
     # the four Airflow processes run, listening on loopback only
     names = {
         Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        for pid in _session_processes(serve.proc.pid)
+        for pid in session_processes(serve.proc.pid)
     }
     for part in ("api_server", "airflow scheduler", "airflow dag-processor", "airflow triggerer"):
         assert any(part in n for n in names), (part, names)
@@ -228,7 +126,7 @@ def test_status_shows_url_and_runs(serve):
 
 
 def test_second_serve_says_where_the_first_runs(serve):
-    proc = run_cli("serve", "--port", str(_free_port()))
+    proc = run_cli("serve", "--port", str(free_port()))
     assert proc.returncode == 1
     assert "already running" in proc.stderr and serve.url in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -244,8 +142,8 @@ def test_approved_release_publishes_only_after_the_approval(serve):
     run_cli("generate", "--out", str(serve.landing), "--start", D1.isoformat(), "--days", "2",
             "--installations", "40", "--seed", "3", check=True)  # fmt: skip
     api = serve.api()
-    run_id = _trigger(serve, D1)
-    detail = _wait(f"{D1} awaiting its release", lambda: _awaiting_release(api, run_id), RUN_TIMEOUT, serve)
+    run_id = trigger(D1)
+    detail = wait_for(f"{D1} awaiting its release", lambda: _awaiting_release(api, run_id), RUN_TIMEOUT, serve)
     assert detail["options"] == ["Approve", "Reject"]
     # exported, but only to the run's pending area: nothing published before the approval
     assert not (serve.out / D1.isoformat()).exists()
@@ -260,7 +158,7 @@ def test_approved_release_publishes_only_after_the_approval(serve):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert f"{D1} approved" in proc.stdout and APPROVER in proc.stdout
-    state = _wait(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
+    state = wait_for(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
     assert state == "success", _failed_tasks(api, run_id)
     folder = serve.out / D1.isoformat()
     assert (folder / "manifest.json").is_file()
@@ -294,12 +192,12 @@ def test_grid_screenshot_of_the_approved_run(serve):
 
 def test_rejected_release_publishes_nothing(serve):
     api = serve.api()
-    run_id = _trigger(serve, D2)
-    _wait(f"{D2} awaiting its release", lambda: _awaiting_release(api, run_id), RUN_TIMEOUT, serve)
+    run_id = trigger(D2)
+    wait_for(f"{D2} awaiting its release", lambda: _awaiting_release(api, run_id), RUN_TIMEOUT, serve)
     proc = run_cli("reject", D2.isoformat(), "--why", "counts look wrong")
     assert proc.returncode == 0, proc.stderr
     assert f"{D2} rejected" in proc.stdout
-    _wait(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
+    wait_for(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
     assert not (serve.out / D2.isoformat()).exists()
     assert not list((serve.out / ".pending").rglob(f"{D2.isoformat()}/manifest.json"))
     with db.connect(serve.warehouse) as conn:
@@ -315,7 +213,7 @@ def test_stop_leaves_no_process_behind(serve):
     assert "serve stopped" in proc.stdout
     serve.proc.wait(timeout=30)
     assert serve.proc.returncode == 128 + signal.SIGTERM
-    assert _session_processes(serve.proc.pid) == []
+    assert session_processes(serve.proc.pid) == []
     assert "stopped by SIGTERM" in serve.output()
     status = run_cli("serve", "--status")
     assert status.returncode == 3 and "not running" in status.stdout
@@ -327,7 +225,7 @@ def test_ctrl_c_while_starting_stops_everything(serve):
     """A second start on the same home, interrupted as its Airflow processes start."""
     assert service.running() is None  # the module's serve is stopped (test above)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s1mig.cli", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "s1mig.cli", "serve", "--port", str(free_port())],
         cwd=REPO,
         env=dict(os.environ, S1MIG_DATABASE_URL=serve.warehouse),
         stdin=subprocess.DEVNULL,
@@ -345,15 +243,15 @@ def test_ctrl_c_while_starting_stops_everything(serve):
             assert proc.poll() is None, "\n".join(lines)
             assert time.monotonic() < deadline, "\n".join(lines)
             time.sleep(0.2)
-        started = set(_session_processes(proc.pid))
+        started = set(session_processes(proc.pid))
         assert len(started) >= 5, started  # serve and its four Airflow processes
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 128 + signal.SIGINT
         reader.join(timeout=10)
         assert "stopped by SIGINT" in lines[-1] and "Airflow processes are stopped" in lines[-1], lines
-        assert _session_processes(proc.pid) == []
+        assert session_processes(proc.pid) == []
         assert service.running() is None and not service.state_file().exists()
     finally:
-        _kill_session(proc.pid)
+        kill_session(proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)

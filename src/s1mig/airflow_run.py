@@ -36,16 +36,16 @@ from typing import IO
 
 import psycopg
 
-from s1mig import airflow_home, config, db
+from s1mig import airflow_home, config, db, run_tasks
 from s1mig.errors import DatabaseUnreachable, S1migError, Stopped
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "s1mig_daily"
-# the tasks `--skip` may name, in order; take_lease (setup) and release_lease (teardown) always
-# run, wait_for_drop is skipped with land, release and publish with export
-TASKS = ("land", "dbt_build", "reconciliation_gate", "export", "run_summary", "restate_later_dates")
-ALL_TASKS = ("wait_for_drop", "take_lease", *TASKS, "release", "publish", "release_lease")
+# the tasks `--skip` may name, in order (s1mig.run_tasks); take_lease (setup) and release_lease
+# (teardown) always run, wait_for_drop is skipped with land, release and publish with export
+TASKS = run_tasks.LEASED
+ALL_TASKS = run_tasks.ALL
 _ALWAYS = {  # why a task of ALL_TASKS cannot be named in --skip
     "take_lease": "always runs (the run's hold on the warehouse)",
     "release_lease": "always runs (the run's hold on the warehouse)",

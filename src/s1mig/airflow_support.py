@@ -147,6 +147,25 @@ def leased(context: dict[str, Any], func: Callable) -> Callable:
     return wrapper
 
 
+def run_step(name: str, context: dict[str, Any]) -> object:
+    """The leased task `name` of run_tasks.LEASED: its step (pipeline.STEPS) for this run's
+    report date, folders and pending area, under the lease, failing fast on our errors."""
+    from s1mig import pipeline
+
+    landing, out = locations(context)
+    landed = context["ti"].xcom_pull(task_ids="land") or {}  # none before land, or when it was skipped
+    run = pipeline.Run(
+        landing,
+        report_date(context),
+        out,
+        warehouse_url(),
+        context["run_id"],
+        pending(context),
+        landed.get("status"),
+    )
+    return fail_fast(leased(context, pipeline.STEPS[name]))(run)
+
+
 # ----------------------------------------------------------------------------- the drop sensor
 
 DROP_TIMEOUT_ENV = "S1MIG_DROP_TIMEOUT"  # seconds; the DAG reads it and S1MIG_DROP_POKE at parse time

@@ -45,6 +45,12 @@ def _serve_argv(opts) -> list[str]:
     return argv
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from s1mig import service
+
+    return service.worker(args.name, args.concurrency, _echo)
+
+
 def cmd_trigger(args: argparse.Namespace) -> int:
     from s1mig import service
 
@@ -120,6 +126,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "password is generated and printed once (default: S1MIG_APPROVERS, comma-separated, else none)",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "worker",
+        help="a Celery worker joining the running serve (started with --executor CeleryExecutor), foreground",
+        description="s1mig worker NAME runs `airflow celery worker` on this machine with the running serve's "
+        "environment (its metadata database, secrets, execution API and broker) until Ctrl-C; its log is "
+        "$S1MIG_HOME/serve/logs/worker-NAME.log. Start one per terminal (or under systemd) to add task slots.",
+    )
+    p.add_argument("name", help="the worker's name, unique on this machine (Celery hostname NAME@host)")
+    p.add_argument(
+        "--concurrency", type=int, default=1, metavar="N", help="task slots of this worker (default: %(default)s)"
+    )
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("trigger", help="queue a run for report date D on the running serve (REST API)")
     p.add_argument("date", type=_date, help="report date D (YYYY-MM-DD); the run waits for <landing>/D/")

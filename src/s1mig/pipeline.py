@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from s1mig import dbt, export, gate, land
+from s1mig import dbt, export, gate, land, run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,32 @@ def publish_step(
     return [str(f) for f in folders]
 
 
+@dataclass(frozen=True)
+class Run:
+    """What the steps of one run of a date need: where from, where to, which warehouse."""
+
+    landing: Path
+    report_date: dt.date
+    out: Path
+    url: str | None
+    run_id: str
+    pending: Path | None = None  # the run's pending area (export waits there for the release)
+    land_status: str | None = None  # what land_step said: "replaced" when D's drop was a correction
+
+
+# the work under the run's lease, by task, in the order of run_tasks.LEASED: the DAG runs one
+# task each (airflow_support.run_step), run_direct all of them in this process
+STEPS: dict[str, Callable[[Run], object]] = {
+    "land": lambda r: land_step(r.landing, r.report_date, r.url),
+    "dbt_build": lambda r: dbt_step(r.report_date, r.url),
+    "reconciliation_gate": lambda r: gate_step(r.report_date, r.run_id, r.url),
+    "export": lambda r: export_step(r.report_date, r.out, r.url, r.run_id, r.pending),
+    "run_summary": lambda r: summary_step(r.report_date, r.out, r.url, r.run_id, r.pending),
+    "restate_later_dates": lambda r: restate_step(r.report_date, r.out, r.url, r.run_id, r.land_status, r.pending),
+}
+assert tuple(STEPS) == run_tasks.LEASED, "pipeline.STEPS follows run_tasks.LEASED"
+
+
 def run_direct(
     landing: Path, report_date: dt.date, out: Path, run_id: str | None = None, wait: float | None = None
 ) -> str:
@@ -127,14 +155,13 @@ def run_direct(
     url = db.warehouse_url()
     run_id = run_id or f"direct__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     pending = release.pending_root(out, run_id)
+    run = Run(landing, report_date, out, url, run_id, pending)
     with lease.held(url, run_id, report_date, "direct", wait=wait, echo=log.info):
         try:
-            landed = land_step(landing, report_date, url)
-            dbt_step(report_date, url)
-            gate_step(report_date, run_id, url)
-            export_step(report_date, out, url, run_id, pending)
-            summary_step(report_date, out, url, run_id, pending)
-            restate_step(report_date, out, url, run_id, landed["status"], pending)
+            for name in run_tasks.LEASED:
+                result = STEPS[name](run)
+                if name == "land":
+                    run = replace(run, land_status=result["status"])  # type: ignore[index]
             publish_step(report_date, out, url, run_id, pending, release.auto_release())
         except BaseException:
             release.discard(pending)  # nothing of a failed run is published, nothing left behind

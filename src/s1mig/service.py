@@ -22,6 +22,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -307,6 +308,43 @@ def joining_env() -> dict[str, str]:
     )
     url = db.warehouse_url()
     return service_env(url, airflow_home.metadata_libpq_url(url), opts)
+
+
+def worker(name: str, concurrency: int, echo: Callable[[str], None] = print) -> int:
+    """`s1mig worker NAME`: a Celery worker joining the running serve (started with
+    --executor CeleryExecutor), in the foreground until stopped (SIGINT, SIGTERM, SIGHUP);
+    its output in $S1MIG_HOME/serve/logs/worker-NAME.log."""
+    from s1mig import airflow_run
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+        raise S1migError(f"worker name {name!r}: letters, digits, '.', '_' and '-' only (at most 63)")
+    env = joining_env()
+    executor = env.get("AIRFLOW__CORE__EXECUTOR", "")
+    if "celery" not in executor.lower():
+        raise S1migError(
+            f"the running serve uses the {executor}, which takes no workers: "
+            "start it with --executor CeleryExecutor (and AIRFLOW__CELERY__BROKER_URL) to add Celery workers"
+        )
+    airflow_run.become_subreaper()  # a stop finds the task processes it starts too
+    cmd = [airflow_home.airflow_exe(), "celery", "worker", "--celery-hostname", f"{name}@%h"]
+    # the serve's logs are local files: no log server per worker (its port would clash on one machine)
+    cmd += ["--concurrency", str(concurrency), "--skip-serve-logs"]
+    proc = start_process(f"worker-{name}", cmd, env, logs_dir())
+    echo(
+        f"s1mig: Celery worker {name}@{socket.gethostname()} (pid {proc.popen.pid}, {concurrency} task slot(s)) "
+        f"joined {env.get('S1MIG_SERVE_URL')}; its log: {proc.log}"
+    )
+    try:
+        while proc.popen.poll() is None:
+            time.sleep(1.0)
+    except Stopped as stop:
+        killed = stop_processes([proc])
+        stop.notes.append(f"worker {name} stopped" + _killed(killed))
+        raise
+    except BaseException:
+        stop_processes([proc])
+        raise
+    raise S1migError(f"the Celery worker {name} ended (exit code {proc.popen.returncode}): see {proc.log}")
 
 
 def airflow_commands(opts: ServeOptions) -> dict[str, list[str]]:
@@ -704,6 +742,25 @@ def latest_run(api: AirflowApi, day: dt.date) -> dict | None:
     return runs[0] if runs else None  # newest first
 
 
+# An answer within a second or two of the request races Airflow 3.3's scheduler: it queues the
+# resumed task before it has processed the executor's report that the asking try ended, then
+# takes that stale report for the resumed one ("finished with state success, but the task
+# instance's state attribute is queued"), kills it and puts the release up for retry (seen in
+# test_serve: a rejection 1.1 s after the request). A person never answers that fast; a script
+# or `s1mig approve` run at once may: the answer waits until the request is this old.
+ANSWER_SETTLE_SECONDS = 10.0
+
+
+def _settle(detail: dict) -> None:
+    try:
+        asked = dt.datetime.fromisoformat(str(detail.get("created_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return
+    wait = ANSWER_SETTLE_SECONDS - (dt.datetime.now(dt.UTC) - asked).total_seconds()
+    if wait > 0:
+        time.sleep(min(wait, ANSWER_SETTLE_SECONDS))
+
+
 def answer(day: dt.date, approve: bool, why: str | None, user: str | None, echo: Callable[[str], None] = print) -> int:
     """Approve or reject the pending release of D's latest run through the REST API."""
     api, state = client(user)
@@ -731,6 +788,7 @@ def answer(day: dt.date, approve: bool, why: str | None, user: str | None, echo:
     if choice not in options:
         raise S1migError(f"the release task of run {run_id} offers {options}, not {choice!r}")
     params_input = {"why": why} if why else {}
+    _settle(detail)
     try:
         api.answer_hitl(run_id, RELEASE_TASK, [choice], params_input)
     except ApiError as exc:
