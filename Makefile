@@ -64,7 +64,7 @@ fuzz: install
 lint: install
 	$(BIN)/ruff check src dags expectations tests
 	$(BIN)/ruff format --check src dags expectations tests
-	$(BIN)/sqlfluff lint dbt_project/models
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
 	$(BIN)/mypy
 
 format: install

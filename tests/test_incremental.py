@@ -1,6 +1,6 @@
-"""Staging is incremental by delivery (dbt_project/macros/incremental_staging.sql): each
-build types only the drops delivered since the last one; the history models
-(dbt_project/macros/incremental_history.sql) compute only the drops their inputs gained.
+"""Staging is incremental by delivery (materialization delivery_staging,
+dbt_project/macros/materializations/): each build types only the drops delivered since the
+last one; the history models (delivery_history) compute only the drops their inputs gained.
 Both must hold exactly what a full rebuild holds: day after day, after an earlier drop
 is corrected and re-delivered, and after the latest drop is re-delivered."""
 
@@ -204,6 +204,6 @@ def _installation_versions(conn: psycopg.Connection, installation_id: str) -> li
 
 
 def test_the_dbt_landing_lock_is_the_landers():
-    macro = (REPO / "dbt_project" / "macros" / "incremental_staging.sql").read_text()
+    macro = (REPO / "dbt_project" / "macros" / "deliveries.sql").read_text()
     found = re.search(r"macro landing_lock_id\(\) -%\}(\d+)\{", macro)
     assert found and int(found.group(1)) == land.LANDING_LOCK

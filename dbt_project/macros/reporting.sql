@@ -36,9 +36,7 @@
 {% macro responsible_parties(relation, columns) -%}
     with supplied as (
         select
-            {% for column in columns -%}
-                {{ column }},
-            {% endfor -%}
+            {{ columns | join(', ') }},
             mpan,
             mprn,
             case when mpan is not null then elec_supplier_id end as elec_party_id,
@@ -47,9 +45,7 @@
     )
 
     select
-        {% for column in columns -%}
-            {{ column }},
-        {% endfor -%}
+        {{ columns | join(', ') }},
         elec_party_id as party_id,
         'DUAL' as fuel,
         mpan,
@@ -60,9 +56,7 @@
     union all
 
     select
-        {% for column in columns -%}
-            {{ column }},
-        {% endfor -%}
+        {{ columns | join(', ') }},
         elec_party_id as party_id,
         'ELEC' as fuel,
         mpan,
@@ -73,9 +67,7 @@
     union all
 
     select
-        {% for column in columns -%}
-            {{ column }},
-        {% endfor -%}
+        {{ columns | join(', ') }},
         gas_party_id as party_id,
         'GAS' as fuel,
         null as mpan,

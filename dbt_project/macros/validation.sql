@@ -137,19 +137,13 @@
     (the other checks are not run on such a row, and nothing of those values is echoed),
     else every check that fails, joined by '; '. NULL = valid. -#}
 {%- macro reject_reason(extract, checks) -%}
+    {%- set length_checks = [] -%}
+    {%- for column in extract_columns(extract) -%}
+        {%- do length_checks.append(too_long(column)) -%}
+    {%- endfor -%}
     coalesce(
-        nullif(concat_ws(
-            '; '
-            {%- for column in extract_columns(extract) %},
-            {{ too_long(column) }}
-            {%- endfor %}
-        ), ''),
-        nullif(concat_ws(
-            '; '
-            {%- for check in checks %},
-            {{ check }}
-            {%- endfor %}
-        ), '')
+        nullif(concat_ws('; ', {{ length_checks | join(', ') }}), ''),
+        nullif(concat_ws('; ', {{ checks | join(', ') }}), '')
     )
 {%- endmacro -%}
 

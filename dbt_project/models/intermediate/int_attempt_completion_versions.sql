@@ -10,7 +10,7 @@
     attempt row, an event or a COF record): those drops are its candidate dates, each
     judged from all of the attempt's records up to that drop. The first candidate on
     which it is complete wins; an attempt already complete before the run's rebuild-from
-    date is not judged again. A history model (macros/incremental_history.sql).
+    date is not judged again. A history model (macros/materializations/delivery_history.sql).
 
     As at the end of a drop date, with f the earliest failure and s the Success time:
     - failures: any FAIL event (any stage after MA validation, MCF and MVF included) or
@@ -26,16 +26,13 @@
       awaiting outcome (no row). A failure on a later date than a Success is a late
       record (warning W2 of the gate), never a change of the completion. -#}
 {{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
+    materialized='delivery_history',
+    versions_key=['attempt_id', 'party_id'],
     indexes=[
         {'columns': ['attempt_id', 'party_id']},
         {'columns': ['completed_on']},
         {'columns': ['valid_from']},
     ],
-    pre_hook="{{ begin_versions_increment() }}",
-    post_hook="{{ end_versions_increment(['attempt_id', 'party_id']) }}",
 ) }}
 
 with responsibilities as not materialized (

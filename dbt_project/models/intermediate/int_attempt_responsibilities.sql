@@ -3,21 +3,15 @@
     one DUAL row when the electricity and gas suppliers are the same party, otherwise
     one ELEC row (MPAN only) and/or one GAS row (MPRN only), so a party never sees
     another party's MPxN.
-    A history model (macros/incremental_history.sql): every landed attempt, whatever the
+    A history model (macros/materializations/delivery_history.sql): every landed attempt, whatever the
     report date; a reader as at end of D takes scheduled_at before the end of D. A run
     computes the attempts of the drops from its rebuild-from date on (an installation
     version lies in the drop of its effective_from, so a drop cannot change the
     responsibility of an attempt scheduled before it). -#}
 {{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
+    materialized='delivery_history',
+    grain=['attempt_id', 'party_id'],
     indexes=[{'columns': ['attempt_id']}, {'columns': ['_drop_date']}],
-    pre_hook="{{ begin_history_increment('_drop_date') }}",
-    post_hook=[
-        "{{ assert_unique_in_increment(['attempt_id', 'party_id'], in_history_increment('_drop_date')) }}",
-        "{{ end_history_increment() }}",
-    ],
 ) }}
 
 with attempts as (

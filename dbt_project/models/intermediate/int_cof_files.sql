@@ -3,15 +3,11 @@
     file whose records disagree has a row for each description), with its drop date and
     record count. Gate rule R6 checks the counters and signifiers of every COF file since
     the first drop: from this model it reads a few rows per party a day instead of every
-    COF record of the history. A history model (macros/incremental_history.sql): a
+    COF record of the history. A history model (macros/materializations/delivery_history.sql): a
     file lies in the drop of its generated_at. -#}
 {{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
+    materialized='delivery_history',
     indexes=[{'columns': ['cof_file_name']}, {'columns': ['_drop_date']}],
-    pre_hook="{{ begin_history_increment('_drop_date') }}",
-    post_hook="{{ end_history_increment() }}",
 ) }}
 
 select

@@ -9,7 +9,7 @@
     responsible for it. A state can change only on a drop that carries one of the
     installation's attempts or exclusions, or a new completion version of one of its
     attempts: those drops are its versions, each computed from everything up to that
-    drop. A history model (macros/incremental_history.sql).
+    drop. A history model (macros/materializations/delivery_history.sql).
 
     Attempt outcomes come from THE completion rule (int_attempt_completion_versions, the
     version in force at the end of the drop); an attempt without one is awaiting outcome.
@@ -20,12 +20,9 @@
     failure's reason code is retryable in the reason_codes seed (a code missing from the
     seed is not retryable). -#}
 {{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
+    materialized='delivery_history',
+    versions_key='installation_id',
     indexes=[{'columns': ['installation_id']}, {'columns': ['valid_from']}],
-    pre_hook="{{ begin_versions_increment() }}",
-    post_hook="{{ end_versions_increment(['installation_id']) }}",
 ) }}
 
 with attempts as not materialized (

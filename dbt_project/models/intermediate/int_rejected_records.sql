@@ -13,7 +13,7 @@
     Nothing is dropped silently: the gate (L1) blocks every report date whose drops hold
     any of these, naming drop, file, line and reason.
 
-    A history model (macros/incremental_history.sql): a run checks the records of the
+    A history model (macros/materializations/delivery_history.sql): a run checks the records of the
     drops from its rebuild-from date on. A reference resolves only against records landed
     in the same drop or an earlier one, so a full rebuild finds what the daily runs found:
     a later drop never resolves a reject (an event delivered a day before its attempt, an
@@ -22,12 +22,8 @@
     (docs/landing.md). Every lookup is by index (the history's key) or against parties
     (a few dozen rows), for the records of the run's drops only. -#}
 {{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
+    materialized='delivery_history',
     indexes=[{'columns': ['_drop_date']}],
-    pre_hook="{{ begin_history_increment('_drop_date') }}",
-    post_hook="{{ end_history_increment() }}",
 ) }}
 
 with value_rejects as (

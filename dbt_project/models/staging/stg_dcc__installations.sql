@@ -1,7 +1,7 @@
 {#- Versions of an installation (first drop = the full base, then deltas). valid_to is
-    the next version's effective_from; across deliveries it is kept by the staging hooks
-    (versions_key, macros/incremental_staging.sql), so a daily run types only the day's
-    delta instead of the whole population. -#}
+    the next version's effective_from; across deliveries the materialization keeps it
+    (versions_key, macros/materializations/delivery_staging.sql), so a daily run types
+    only the day's delta instead of the whole population. -#}
 {{ config(
     grain=['installation_id', 'effective_from'],
     versions_key='installation_id',

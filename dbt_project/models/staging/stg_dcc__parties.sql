@@ -1,6 +1,6 @@
 {{ config(
     grain=['party_id', 'effective_from'],
-    materialized='table',
+    full_refresh=true,
 ) }}
 
 with source as (

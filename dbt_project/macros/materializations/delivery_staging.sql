@@ -1,0 +1,131 @@
+{#- materialized='delivery_staging': a staging table, incremental by delivery. A run types
+    and validates only the raw rows of the drops delivered since the model was last
+    built, so the daily cost follows the day's drop, not the history (docs/performance.md).
+
+    The model's SQL selects from its raw source `where {{ in_pending_drops() }}`; its
+    config names the model's grain (`grain`, its key, the indexed column first) and, for
+    a versioned model, `versions_key` (the column whose versions valid_from/valid_to
+    describe); `full_refresh=true` rebuilds it whole every run (a small model).
+
+    In one transaction, so a failed build leaves the model as it was:
+    1. take the landing lock in shared mode: no landing can commit until this model does,
+       so the ledger and raw cannot move under it;
+    2. delete the model's rows of every pending drop date (an earlier delivery being
+       replaced, or one taken back);
+    3. append the model's rows (the pending drops; all of them when built whole);
+    4. check the grain for those rows against everything staged
+       (macros/increment_checks.sql): a record delivered twice fails the model naming the
+       file, line and drop of each copy;
+    5. versioned: recompute valid_to around the replaced and the new versions;
+    6. log that the model holds every current delivery (macros/deliveries.sql);
+    7. analyze when stale (macros/increment_checks.sql).
+    on_schema_change: ignore unless configured. -#}
+{% materialization delivery_staging, adapter='postgres' %}
+    {%- set existing_relation = load_cached_relation(this) -%}
+    {%- set target_relation = this.incorporate(type='table') -%}
+    {%- set full_refresh_mode = should_full_refresh() or existing_relation is none or existing_relation.is_view -%}
+    {%- set on_schema_change = incremental_validate_on_schema_change(
+        config.get('on_schema_change'), default='ignore'
+    ) -%}
+    {%- set grant_config = config.get('grants') -%}
+    {%- if not config.get('grain') -%}
+        {{ exceptions.raise_compiler_error("staging model " ~ this.identifier ~ " has no config grain (its key)") }}
+    {%- endif -%}
+
+    {{ drop_delivery_leftovers(existing_relation, target_relation) }}
+    {{ run_hooks(pre_hooks, inside_transaction=False) }}
+    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+    {%- do run_in_transaction('begin_delivery_increment', begin_delivery_increment()) -%}
+    {%- set to_drop = build_delivery_table(existing_relation, target_relation, sql, on_schema_change) -%}
+    {%- do run_in_transaction('assert_delivery_grain', assert_delivery_grain()) -%}
+    {%- do run_in_transaction('end_delivery_increment', end_delivery_increment()) -%}
+    {%- do run_in_transaction('analyze_if_stale', analyze_table_if_stale()) -%}
+
+    {%- set revoke = should_revoke(existing_relation, full_refresh_mode) -%}
+    {%- do apply_grants(target_relation, grant_config, should_revoke=revoke) -%}
+    {%- do persist_docs(target_relation, model) -%}
+    {{ run_hooks(post_hooks, inside_transaction=True) }}
+    {%- do adapter.commit() -%}
+    {%- for relation in to_drop -%}
+        {%- do adapter.drop_relation(relation) -%}
+    {%- endfor -%}
+    {{ run_hooks(post_hooks, inside_transaction=False) }}
+    {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}
+
+{#- Steps 1 and 2 (and, versioned, noting the keys of the rows being replaced). -#}
+{% macro begin_delivery_increment() -%}
+    select pg_advisory_xact_lock_shared({{ landing_lock_id() }});
+    {% if config.get('versions_key') -%}
+        {{ note_replaced_version_keys() }};
+    {%- endif %}
+    {% if is_incremental() -%}
+        delete from {{ this }} where {{ in_pending_drops() }};
+    {%- endif %}
+{%- endmacro %}
+
+{#- Step 4. An incremental run looks each key of its rows up through the index whose
+    leading column is the grain's first column. -#}
+{% macro assert_delivery_grain() -%}
+    {{ assert_unique_in_increment(config.get('grain'), in_pending_drops(), lineage=true) }}
+{%- endmacro %}
+
+{#- Steps 5 and 6. -#}
+{% macro end_delivery_increment() -%}
+    {%- if config.get('versions_key') and is_incremental() %}
+        {{ recompute_valid_to() }};
+    {%- endif %}
+    {{ log_deliveries() }}
+{%- endmacro %}
+
+{#- valid_to of a staged version: the next version's effective_from of the same key. One
+    definition for the versioned models' SQL (stg_dcc__parties, stg_dcc__installations)
+    and for step 5, which keeps it across deliveries. -#}
+{% macro next_version_from(key) -%}
+    lead(effective_from) over (partition by {{ key }} order by effective_from)
+{%- endmacro %}
+
+{#- A versioned model's SQL computes valid_to within the drops it types (the whole table
+    on a full build). An incremental run can also change the valid_to of versions it
+    keeps: a new version ends the one before it, and a corrected drop that lost a version
+    makes the one before it end elsewhere or become current again. So step 2 notes the
+    keys of the rows it replaces (a temporary table, dropped at commit) and step 5
+    recomputes valid_to over every version of those keys and of the run's new rows,
+    through the (key, effective_from) index: work that follows the delivery's keys, not
+    the population. The table is created on every run (empty when the model is built
+    whole). -#}
+{% macro replaced_version_keys() -%}{{ this.identifier }}__replaced_keys{%- endmacro %}
+
+{% macro note_replaced_version_keys() -%}
+    {%- if is_incremental() -%}
+        create temporary table {{ replaced_version_keys() }} on commit drop as
+        select distinct {{ config.get('versions_key') }}::text as version_key
+        from {{ this }}
+        where {{ in_pending_drops() }}
+    {%- else -%}
+        create temporary table {{ replaced_version_keys() }} (version_key text) on commit drop
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro recompute_valid_to() -%}
+    {%- set key = config.get('versions_key') -%}
+    update {{ this }} as versions
+    set valid_to = recomputed.valid_to
+    from (
+        select
+            {{ key }},
+            effective_from,
+            {{ next_version_from(key) }} as valid_to
+        from {{ this }}
+        where {{ key }} = any(array(
+            select version_key from {{ replaced_version_keys() }}
+            union
+            select {{ key }} from {{ this }} where {{ in_pending_drops() }}
+        ))
+    ) as recomputed
+    where
+        versions.{{ key }} = recomputed.{{ key }}
+        and versions.effective_from = recomputed.effective_from
+        and versions.valid_to is distinct from recomputed.valid_to
+{%- endmacro %}
