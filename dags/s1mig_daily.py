@@ -19,7 +19,7 @@ of D.
   <out>/.pending/<run>/, not to the parties.
 * release asks for approval (four-eyes release, S1MIG_FOUR_EYES=true: Airflow's
   ApprovalOperator, "Approve" / "Reject" with a `why`), outside the lease; with four-eyes off
-  it answers itself ("auto-released"). publish then publishes the pending dates atomically to
+  it answers itself ("auto-released"). publish then publishes the pending dates, each atomically, to
   <out>/<D>, the release (who, when, outcome) in their evidence; a rejection publishes nothing.
 Logic lives in the `s1mig` package; this file only wires tasks together.
 """
@@ -89,6 +89,10 @@ class ReleaseApproval(ApprovalOperator):
         decided, self.subject, self.body = af.fail_fast(af.release_request)(context)
         if decided is not None:
             return decided
+        # four eyes: with approvers named (s1mig serve --approver), only they may answer
+        approvers = [n for n in os.environ.get("S1MIG_APPROVERS", "").split(",") if n.strip()]
+        if approvers:
+            self.assigned_users = [{"id": n.strip(), "name": n.strip()} for n in approvers]
         return super().execute(context)
 
     def execute_complete(self, context, event):
@@ -164,6 +168,9 @@ def s1mig_daily():
         task_id=run_tasks.RELEASE,
         subject="Release the S1MIG reports?",  # the run's own subject and body are set when it asks
         params={"why": Param(None, type=["null", "string"], description="the reason for the decision (optional)")},
+        # never retried: a retry would ask again, and a rejection whose record failed could then be
+        # approved; a failed release fails the run, publishing nothing (trigger the date again)
+        retries=0,
     )
 
     @task

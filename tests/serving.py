@@ -62,6 +62,29 @@ class Serve:
         return AirflowApi(self.url, user, self.password(user))
 
 
+def listening(pids: list[int]) -> set[tuple[str, int]]:
+    """The TCP (address, port) pairs these processes listen on (Linux /proc; IPv6 shown as hex)."""
+    inodes: dict[str, tuple[str, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A":  # LISTEN
+                    continue
+                addr, port = fields[1].split(":")
+                shown = ".".join(str(int(addr[i : i + 2], 16)) for i in (6, 4, 2, 0)) if len(addr) == 8 else addr
+                inodes[fields[9]] = (shown, int(port, 16))
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd.path)
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        found.add(inodes[link[8:-1]])
+    return found
+
+
 def kill_session(sid: int) -> None:
     for pid in session_processes(sid):
         with contextlib.suppress(ProcessLookupError):

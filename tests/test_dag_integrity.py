@@ -39,6 +39,9 @@ def test_daily_dag_shape(dagbag):
     assert dag.timetable.expression == "0 0 * * *"
     assert str(dag.timetable.timezone) in ("Europe/London", "Timezone('Europe/London')")
     for task in dag.tasks:
+        if task.task_id == "release":  # a retry would ask again: an answered release is never retried
+            assert task.retries == 0
+            continue
         assert task.retries >= 1, task.task_id
         assert task.retry_delay >= timedelta(minutes=1), task.task_id
         assert task.owner == "s1mig"

@@ -146,6 +146,55 @@ def test_a_pending_file_changed_after_the_gate_is_not_published(built, tmp_path)
     assert not [p for p in out.iterdir() if p.name != ".pending"]  # no temporary folder left either
 
 
+def _edit_pending_evidence(root: Path, edit) -> None:
+    path = root / D30.isoformat() / "evidence.json"
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "message"),
+    [
+        # the export waited for its approval while a corrected drop landed (runs wait side by side)
+        ("superseded", lambda r: r["inputs"][0].update(delivery_sha256="0" * 64), "no longer current"),
+        # a blocked gate task marked successful by hand: its export is never releasable
+        (
+            "blocked",
+            lambda r: r["gate"].append({"rule_id": "R5", "severity": "blocking", "status": "fail"}),
+            "the gate blocked this export",
+        ),
+    ],
+)
+def test_an_approval_cannot_publish_what_is_no_longer_releasable(built, tmp_path, case, edit, message):
+    out = tmp_path / "out"
+    root = _stage(built, out)
+    _edit_pending_evidence(root, edit)
+    decided = release.decision([release.APPROVE], None, APPROVER, None)
+    with pytest.raises(S1migError, match=message):
+        release.publish(root, out, built, RUN, decided, D30)
+    assert not (out / D30.isoformat()).exists()
+    assert (root / D30.isoformat() / "manifest.json").is_file()  # kept, nothing half-published
+
+
+def test_an_older_export_is_not_published_over_a_later_one(built, tmp_path):
+    """Two runs of D wait for approval; the later export is approved first: approving the
+    earlier one afterwards publishes nothing over it."""
+    import time
+
+    out = tmp_path / "out"
+    older = _stage(built, out)
+    time.sleep(1.1)  # exported_at has whole seconds
+    later = release.pending_root(out, "manual__later")
+    export.stage(D30, out, later, built, RUN)
+    decided = release.decision([release.APPROVE], None, APPROVER, None)
+    release.publish(later, out, built, "manual__later", decided, D30)
+    published = _hashes(out / D30.isoformat())
+    with pytest.raises(S1migError, match="holds a later export"):
+        release.publish(older, out, built, RUN, decided, D30)
+    assert _hashes(out / D30.isoformat()) == published
+
+
 def test_four_eyes_setting(monkeypatch):
     for text, on in (("true", True), ("1", True), ("", False), ("false", False), ("off", False)):
         monkeypatch.setenv("S1MIG_FOUR_EYES", text)

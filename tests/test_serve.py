@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import REPO, fresh_database, run_cli
-from serving import START_TIMEOUT, Serve, free_port, kill_session, running_serve, trigger, wait_for
+from serving import START_TIMEOUT, Serve, free_port, kill_session, listening, running_serve, trigger, wait_for
 
 from s1mig import airflow_home, db, service
 from s1mig.airflow_api import AirflowApi
@@ -94,6 +94,8 @@ def test_serve_starts_with_postgres_metadata_and_a_login(serve):
     }
     for part in ("api_server", "airflow scheduler", "airflow dag-processor", "airflow triggerer"):
         assert any(part in n for n in names), (part, names)
+    # the service listens on its port on 127.0.0.1 and nowhere else (no log servers on every address)
+    assert listening(session_processes(serve.proc.pid)) == {("127.0.0.1", serve.port)}
     other = _other_address()
     if other:
         with pytest.raises(OSError), socket.create_connection((other, serve.port), timeout=2):
@@ -134,9 +136,15 @@ def test_second_serve_says_where_the_first_runs(serve):
 
 
 def test_answers_without_a_pending_release_are_one_line_errors(serve):
-    proc = run_cli("approve", "2019-01-01")
+    proc = subprocess.run(
+        [sys.executable, "-m", "s1mig.cli", "approve", "2019-01-01", "--user", APPROVER],
+        capture_output=True, text=True, cwd=REPO,
+        env=dict(os.environ, S1MIG_AIRFLOW_PASSWORD=serve.password(APPROVER)),
+    )  # fmt: skip
     assert proc.returncode == 1 and "no run of s1mig_daily for 2019-01-01" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("approve", "2019-01-01")  # as admin: the same line
+    assert proc.returncode == 1 and "no run of s1mig_daily for 2019-01-01" in proc.stderr
 
 
 def test_approved_release_publishes_only_after_the_approval(serve):
@@ -195,17 +203,29 @@ def test_rejected_release_publishes_nothing(serve):
     api = serve.api()
     run_id = trigger(D2)
     wait_for(f"{D2} awaiting its release", lambda: _awaiting_release(api, run_id), RUN_TIMEOUT, serve)
-    proc = run_cli("reject", D2.isoformat(), "--why", "counts look wrong")
+    # the release is the approvers': admin (who started the service and triggered the run) may not answer it
+    refused = run_cli("reject", D2.isoformat(), "--why", "mine")
+    assert refused.returncode == 1 and "assigned to the approvers (alice)" in refused.stderr, refused.stderr
+    refused = run_cli("reject", D2.isoformat(), "--why", "mine", "--user", "admin")
+    assert refused.returncode == 1 and "'admin' may not answer" in refused.stderr, refused.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "s1mig.cli", "reject", D2.isoformat(), "--user", APPROVER, "--why", "counts look wrong"],
+        capture_output=True, text=True, cwd=REPO,
+        env=dict(os.environ, S1MIG_AIRFLOW_PASSWORD=serve.password(APPROVER)),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert f"{D2} rejected" in proc.stdout
-    wait_for(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
+    state = wait_for(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
+    # a rejection is a decision, not a fault: the run succeeds, publish is skipped
+    tis = {t["task_id"]: t.get("state") for t in api.task_instances(run_id)}
+    assert state == "success" and tis["release"] == "success" and tis["publish"] == "skipped", (state, tis)
     assert not (serve.out / D2.isoformat()).exists()
     assert not list((serve.out / ".pending").rglob(f"{D2.isoformat()}/manifest.json"))
     with db.connect(serve.warehouse) as conn:
         rows = conn.execute(
             "select outcome, decided_by, why from audit.releases where run_id = %s", (run_id,)
         ).fetchall()
-    assert rows == [("rejected", "admin", "counts look wrong")]
+    assert rows == [("rejected", APPROVER, "counts look wrong")]
 
 
 def test_stop_leaves_no_process_behind(serve):

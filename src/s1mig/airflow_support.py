@@ -215,11 +215,20 @@ def pending(context: dict[str, Any]) -> Path:
 def release_request(context: dict[str, Any]) -> tuple[dict | None, str, str]:
     """The `release` task's start: (the decision when four-eyes release is off, else None;
     the approval's subject and body)."""
-    from s1mig import release
+    import json
+
+    from s1mig import export, release
 
     root = pending(context)
     if not release.pending_dates(root):
         raise S1migError(f"nothing to release for run {context['run_id']}: no pending export in {root}")
+    for day in release.pending_dates(root):  # a blocked gate marked successful by hand releases nothing
+        record = json.loads((root / day.isoformat() / "evidence.json").read_text())
+        if export.blocked_rules(record):
+            raise S1migError(
+                f"{day}: the gate blocked this export ({', '.join(export.blocked_rules(record))} did not pass): "
+                "nothing to release; see docs/gate.md, then run the date again"
+            )
     subject, body = release.approval_request(root, report_date(context), context["run_id"])
     if not release.four_eyes():
         decided = release.auto_release()

@@ -560,6 +560,57 @@ def _write(report_date: dt.date, out: Path, tmp: Path, url: str | None, run_id: 
     return manifest
 
 
+def blocked_rules(record: dict) -> list[str]:
+    """The blocking gate rules that did not pass for the export whose evidence is `record`."""
+    return [
+        str(g.get("rule_id"))
+        for g in record.get("gate") or []
+        if g.get("severity") == "blocking" and g.get("status") != "pass"
+    ]
+
+
+def check_releasable(conn: psycopg.Connection, record: dict, target: Path) -> None:
+    """An export may be published only as it was gated and while it is current (S1migError,
+    nothing published, otherwise): no blocking gate rule failed (a blocked gate task marked
+    successful by hand does not make its export releasable); it was built from the drops'
+    current deliveries (a correction landed while it waited for its approval: runs wait for
+    approval side by side, outside the lease); and <out>/<D> holds no export made after it
+    (a later run of D was released first)."""
+    ds = record["report_date"]
+    blocked = blocked_rules(record)
+    if blocked:
+        raise S1migError(
+            f"{ds}: the gate blocked this export ({', '.join(blocked)} did not pass): nothing published; "
+            "see docs/gate.md, then run the date again"
+        )
+    inputs = record.get("inputs")
+    if inputs is not None:
+        used = {str(i["drop_date"]): i["delivery_sha256"] for i in inputs}
+        current = {
+            d.isoformat(): sha
+            for d, sha in conn.execute(
+                "select drop_date, delivery_sha256 from raw.drop_ledger "
+                "where superseded_at is null and drop_date <= %s",
+                (dt.date.fromisoformat(ds),),
+            )
+        }
+        changed = sorted(d for d in set(used) | set(current) if used.get(d) != current.get(d))
+        if changed:
+            raise S1migError(
+                f"{ds}: this export was built from deliveries that are no longer current (drop(s) "
+                f"{', '.join(changed)} delivered again or taken back since): nothing published; run {ds} again"
+            )
+    try:
+        published = json.loads((target / "evidence.json").read_text())
+    except (OSError, ValueError):
+        return
+    if str(published.get("exported_at", "")) > str(record.get("exported_at", "")):
+        raise S1migError(
+            f"{ds}: {target} holds a later export (exported at {published.get('exported_at')} by run "
+            f"{published.get('run_id')}) than this one (exported at {record.get('exported_at')}): nothing published"
+        )
+
+
 def check_files(folder: Path) -> None:
     """The report files of a pending export are still the ones gated: every file listed
     in its manifest hashes to its entry and nothing else is there (S1migError naming the
@@ -640,6 +691,7 @@ def publish_folder(
         summary_writer(staged, target)
     day = dt.date.fromisoformat(ds)
     with db.connect(url) as conn, conn.transaction():
+        check_releasable(conn, record, target)
         conn.execute(evidence.EVIDENCE_DDL)
         conn.execute(
             "delete from audit.export_evidence where run_id = %s and report_date = %s", (record["run_id"], day)

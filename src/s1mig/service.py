@@ -266,6 +266,8 @@ def service_env(url: str, metadata_url: str, opts: ServeOptions) -> dict[str, st
             "S1MIG_LANDING_DIR": str(opts.landing),
             "S1MIG_EXPORT_DIR": str(opts.out),
             "S1MIG_FOUR_EYES": "true" if opts.four_eyes else "false",
+            # the release is assigned to them: Airflow lets only these logins answer it
+            "S1MIG_APPROVERS": ",".join(opts.approvers),
             "S1MIG_SERVE_URL": opts.url(),
             "S1MIG_RUN_ORIGIN": "scheduler",
         }
@@ -346,9 +348,11 @@ def airflow_commands(opts: ServeOptions) -> dict[str, list[str]]:
     exe = airflow_home.airflow_exe()
     return {
         "api-server": [exe, "api-server", "--host", "127.0.0.1", "--port", str(opts.port)],
-        "scheduler": [exe, "scheduler"],
+        # no log servers (they would listen on every address, ports 8793/8794): on one machine
+        # the API server reads the task logs from their files
+        "scheduler": [exe, "scheduler", "--skip-serve-logs"],
         "dag-processor": [exe, "dag-processor"],
-        "triggerer": [exe, "triggerer"],
+        "triggerer": [exe, "triggerer", "--skip-serve-logs"],
     }
 
 
@@ -757,8 +761,10 @@ def _settle(detail: dict) -> None:
 
 
 def answer(day: dt.date, approve: bool, why: str | None, user: str | None, echo: Callable[[str], None] = print) -> int:
-    """Approve or reject the pending release of D's latest run through the REST API."""
-    api, state = client(user)
+    """Approve or reject the pending release of D's latest run through the REST API. With
+    approvers named (serve --approver), the release is theirs alone: one of them answers."""
+    api, state = client(user)  # without --user: admin, who may read (and answer when no approvers are named)
+    approvers = list(state.get("approvers") or [])
     run = latest_run(api, day)
     if run is None:
         raise S1migError(f"no run of {DAG_ID} for {day} on {state['url']}: `s1mig trigger {day}` queues one")
@@ -782,6 +788,11 @@ def answer(day: dt.date, approve: bool, why: str | None, user: str | None, echo:
     options = detail.get("options") or []
     if choice not in options:
         raise S1migError(f"the release task of run {run_id} offers {options}, not {choice!r}")
+    if approvers and user is None:
+        raise S1migError(
+            f"the release of {day} is assigned to the approvers ({', '.join(approvers)}): answer as one of them "
+            "with --user NAME (its password from S1MIG_AIRFLOW_PASSWORD or the prompt)"
+        )
     params_input = {"why": why} if why else {}
     _settle(detail)
     try:
