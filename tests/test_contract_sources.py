@@ -95,3 +95,36 @@ def test_generator_uses_only_contract_codes() -> None:
     assert not unknown, f"generator reason codes not in contract.REASON_CODES: {sorted(unknown)}"
     cohorts = {cohort for cohort, *_ in knobs.GROUPS}
     assert cohorts <= set(contract.COHORTS), f"generator cohorts {sorted(cohorts)} not in contract.COHORTS"
+
+
+# The model YAML's accepted_values tests of domain columns: dbt tests, written out for reading,
+# checked here against the contract (failed_stage also takes COF, the stage of COF failures).
+_COLUMN_DOMAINS = {
+    "cohort": ("COHORTS", contract.COHORTS),
+    "failed_stage": ("STAGES + COF", (*contract.STAGES, "COF")),
+    "exclusion_category": ("EXCLUSION_CATEGORIES", contract.EXCLUSION_CATEGORIES),
+}
+
+
+def _accepted_values() -> list[tuple[str, str, list[Any]]]:
+    found = []
+    for path in sorted((DBT / "models").rglob("*.yml")):
+        for model in yaml.safe_load(path.read_text(encoding="utf-8")).get("models") or []:
+            for column in model.get("columns") or []:
+                for test in column.get("data_tests") or []:
+                    if isinstance(test, dict) and "accepted_values" in test:
+                        values = test["accepted_values"]["arguments"]["values"]
+                        found.append(
+                            (f"{path.relative_to(DBT.parent)} {model['name']}.{column['name']}", column["name"], values)
+                        )
+    return found
+
+
+def test_model_accepted_values_equal_contract() -> None:
+    checked = 0
+    for where, column, values in _accepted_values():
+        if column in _COLUMN_DOMAINS:
+            name, source = _COLUMN_DOMAINS[column]
+            _same(name, where, tuple(values), source)
+            checked += 1
+    assert checked >= 6, f"found only {checked} accepted_values tests of cohort/failed_stage/exclusion_category"
