@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from s1mig.contract import LOCAL_TZ, REPORTS
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -15,13 +17,18 @@ class Rule:
     severity: str  # "blocking" or "warning"
     description: str
     # SQL returning the unexpected rows; uses {batch} (the S1MIG-006 mart, which GX
-    # requires every query to name) and {report_date} (a date literal). A column named
+    # requires every query to name), {report_date} (a date literal) and {local_tz}
+    # (contract.LOCAL_TZ, the report day's time zone). A column named
     # `record` is shown as the sample key; otherwise the row's values joined by "/".
     sql: str
 
     def query(self, report_date: dt.date) -> str:
         # {batch} is left for GX to fill in; the date is a validated ISO date literal.
-        return self.sql.replace("{report_date}", f"date '{report_date.isoformat()}'")
+        return _with_tz(self.sql).replace("{report_date}", f"date '{report_date.isoformat()}'")
+
+
+def _with_tz(sql: str) -> str:
+    return sql.replace("{local_tz}", LOCAL_TZ)
 
 
 # Rule 8's expectation per party, as at end of D from the history tables (not from the
@@ -31,7 +38,7 @@ class Rule:
 # Success listing it, on or before D) and those it inherited (migrated by a Success that
 # did not list it). Also read for the evidence (INHERITED_SQL).
 MIGRATED_BY_PARTY_CTES = """
-bounds as (select (({report_date} + 1)::timestamp at time zone 'Europe/London') as day_end),
+bounds as (select (({report_date} + 1)::timestamp at time zone '{local_tz}') as day_end),
 -- the version in force at the end of D: through valid_to (staging's grain makes
 -- (installation_id, effective_from) unique), a scan without a sort of every version;
 -- 010 finds it another way (the latest effective_from, int_installation_responsibilities_eod)
@@ -64,14 +71,14 @@ expected as (
 )"""
 
 # Per party: the installations counted as migrated in S1MIG-010 that it inherited.
-INHERITED_SQL = (
+INHERITED_SQL = _with_tz(
     "with "
     + MIGRATED_BY_PARTY_CTES
     + """
 select party_id, received, inherited from expected where inherited > 0 order by party_id"""
 )
 
-MART_MODELS = tuple(f"s1mig_{n:03d}" for n in range(1, 11))
+MART_MODELS = tuple(report.model for report in REPORTS)
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -186,8 +193,8 @@ order by party_id, installation_id, attempt_no
         ),
         sql="""
 with day as (
-    select ({report_date}::timestamp at time zone 'Europe/London') as day_start,
-        (({report_date} + 1)::timestamp at time zone 'Europe/London') as day_end
+    select ({report_date}::timestamp at time zone '{local_tz}') as day_start,
+        (({report_date} + 1)::timestamp at time zone '{local_tz}') as day_end
 ),
 -- an attempt completes on D only when a record timed on D comes true: every candidate
 -- has an event or a COF record in drop D (found by its index)
@@ -242,8 +249,8 @@ success as (
 completion as (
     select attempt_id,
         case when f.failed_at is not null and (s.succeeded_at is null
-                or (f.failed_at at time zone 'Europe/London')::date
-                    <= (s.succeeded_at at time zone 'Europe/London')::date)
+                or (f.failed_at at time zone '{local_tz}')::date
+                    <= (s.succeeded_at at time zone '{local_tz}')::date)
             then 'Failure' when s.succeeded_at is not null then 'Success' end as status,
         f.failed_at, f.reason_code, s.succeeded_at
     from candidates
@@ -416,7 +423,7 @@ order by party_id
         ),
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
-end_of_d as (select (({report_date} + 1)::timestamp at time zone 'Europe/London') as instant),
+end_of_d as (select (({report_date} + 1)::timestamp at time zone '{local_tz}') as instant),
 cof_files as (
     select * from intermediate.int_cof_files
     where generated_at < (select instant from end_of_d)
@@ -583,13 +590,13 @@ with batch_scope as (select 1 from {batch} limit 1),
 day_failures as (
     select attempt_id, 'FAIL event ' || event_id || ' (' || reason_code || ' at '
         || to_char(event_ts at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')' as what,
-        null::text as party_id, (event_ts at time zone 'Europe/London')::date as record_date
+        null::text as party_id, (event_ts at time zone '{local_tz}')::date as record_date
     from staging.stg_dcc__migration_events
     where _drop_date = {report_date} and outcome = 'FAIL'
     union all
     select attempt_id, 'FAILURE COF ' || cof_file_name || ' (' || reason_code || ' at '
         || to_char(generated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')',
-        party_id, (generated_at at time zone 'Europe/London')::date
+        party_id, (generated_at at time zone '{local_tz}')::date
     from staging.stg_dcc__cof_records
     where _drop_date = {report_date} and response = 'FAILURE'
 ),

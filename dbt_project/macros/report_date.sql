@@ -13,19 +13,19 @@
     date '{{ d }}'
 {%- endmacro %}
 
-{#- Start and end of local day D (Europe/London) as timestamptz: t is in D when
+{#- Start and end of local day D (var local_tz: Europe/London) as timestamptz: t is in D when
     day_start <= t < day_end. -#}
 {% macro report_day_start() -%}
-    ({{ report_date() }}::timestamp at time zone 'Europe/London')
+    ({{ report_date() }}::timestamp at time zone '{{ var("local_tz") }}')
 {%- endmacro %}
 
 {% macro report_day_end() -%}
-    (({{ report_date() }} + 1)::timestamp at time zone 'Europe/London')
+    (({{ report_date() }} + 1)::timestamp at time zone '{{ var("local_tz") }}')
 {%- endmacro %}
 
 {#- The Europe/London calendar date of a timestamptz. -#}
 {% macro local_date(ts) -%}
-    ({{ ts }} at time zone 'Europe/London')::date
+    ({{ ts }} at time zone '{{ var("local_tz") }}')::date
 {%- endmacro %}
 
 {#- Marts are incremental by report date: a run for D deletes D's rows and inserts the

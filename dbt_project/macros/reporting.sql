@@ -1,8 +1,9 @@
 {#- Shared expressions of the S1MIG report marts (spec section 5). -#}
 
-{#- DMIN: the Migration Scaling Methodology's flat minimum daily allocation (spec section 1). -#}
+{#- DMIN: the Migration Scaling Methodology's flat minimum daily allocation (spec section 1;
+    var dmin, whose source is contract.DMIN). -#}
 {% macro dmin() -%}
-    100
+    {{ var('dmin') }}
 {%- endmacro %}
 
 {#- True when timestamptz `ts` falls in local day D (Europe/London, spec section 3). -#}
@@ -77,7 +78,8 @@
 {%- endmacro %}
 
 {#- After this many failed attempts an installation is excluded from migration
-    (FIVE_FAILED_ATTEMPTS, spec sections 1 and 5). -#}
+    (FIVE_FAILED_ATTEMPTS, spec sections 1 and 5; var max_failed_attempts, whose source is
+    contract.MAX_FAILED_ATTEMPTS). -#}
 {% macro max_failed_attempts() -%}
-    5
+    {{ var('max_failed_attempts') }}
 {%- endmacro %}

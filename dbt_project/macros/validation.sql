@@ -173,7 +173,7 @@
 {%- macro reject_reason_installations() -%}
     {{ reject_reason('installations', [
         required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id (S1 + 10 digits)'),
-        required('cohort'), one_of('cohort', ['IOC', 'MOC', 'FOC']),
+        required('cohort'), one_of('cohort', var('cohorts')),
         required('group_id'), matches('group_id', '^[A-Z]{2}$', 'a group id (two capitals)'),
         "case when nullif(group_id, '') = 'DA' and nullif(cohort, '') <> 'MOC' then 'group_id DA (the MOC Secure"
             ~ " group) is only for cohort MOC, not ' || " ~ _shown('cohort') ~ " end",
@@ -219,10 +219,17 @@
     ]) }}
 {%- endmacro -%}
 
+{#- ` when '<stage>' then <step>` for each stage: the TMAD step of a PASS (var pass_steps;
+    indexed rather than .items(), which sqlfluff's stand-in for var() cannot call). -#}
+{%- macro _pass_step_cases() -%}
+    {%- set steps = var('pass_steps') -%}
+    {%- for stage in steps %} when '{{ stage }}' then {{ steps[stage] }}{% endfor -%}
+{%- endmacro -%}
+
 {%- macro reject_reason_migration_events() -%}
     {{ reject_reason('migration_events', [
         required('event_id'), required('attempt_id'),
-        required('stage'), one_of('stage', ['MCF_VALIDATION', 'MVF_VALIDATION', 'DEVICE_TESTING', 'COMMISSIONING']),
+        required('stage'), one_of('stage', var('stages')),
         required('step_no'), whole_number('step_no', 1),
         required('outcome'), one_of('outcome', ['PASS', 'FAIL']),
         present_exactly_when('reason_code', "outcome = 'FAIL'", 'outcome is FAIL'),
@@ -230,8 +237,7 @@
             ~ " as rc where rc.reason_code = source.reason_code and rc.stage = source.stage)"
             ~ " then 'reason_code ''' || left(reason_code, 40) || ''' is not a known code of stage ' || coalesce(stage, '?') end",
         "case when step_no !~ '^\\d{1,9}$' then null"
-            ~ " when outcome = 'PASS' and step_no::integer <> case stage when 'MCF_VALIDATION' then 19"
-            ~ " when 'MVF_VALIDATION' then 29 when 'DEVICE_TESTING' then 49 when 'COMMISSIONING' then 59 end"
+            ~ " when outcome = 'PASS' and step_no::integer <> case stage" ~ _pass_step_cases() ~ " end"
             ~ " then 'step_no ' || step_no || ' of a PASS is not the last step of ' || stage"
             ~ " when outcome = 'FAIL' and not exists (select 1 from " ~ ref('reason_codes')
             ~ " as rc where rc.reason_code = source.reason_code and rc.tmad_step_no = source.step_no::integer)"
@@ -274,8 +280,7 @@
     {{ reject_reason('exclusions', [
         required('installation_id'), matches('installation_id', '^S1[0-9]{10}$', 'an installation id'),
         required('exclusion_category'),
-        one_of('exclusion_category', ['MISSING_MASTER_KEYS', 'NO_WAN_BEFORE_MIGRATION',
-                                      'NO_WAN_ATTEMPTING_MIGRATION', 'FIVE_FAILED_ATTEMPTS']),
+        one_of('exclusion_category', var('exclusion_categories')),
         required('excluded_at'), utc_timestamp('excluded_at'), in_drop_day('excluded_at'),
     ]) }}
 {%- endmacro -%}

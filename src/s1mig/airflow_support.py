@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from s1mig import config, db
+from s1mig.contract import LOCAL_TZ
 from s1mig.errors import S1migError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def report_date(context: dict[str, Any]) -> dt.date:
     if value:
         return dt.date.fromisoformat(str(value))
     start = context["data_interval_start"]
-    return start.in_timezone("Europe/London").date()
+    return start.in_timezone(LOCAL_TZ).date()
 
 
 def locations(context: dict[str, Any]) -> tuple[Path, Path]:

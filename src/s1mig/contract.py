@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOCAL_TZ = "Europe/London"
+LOCAL_TZ = "Europe/London"  # report days are local days (spec section 3)
+
+# Spec section 1. dbt reads these from dbt_project.yml vars (dmin, max_failed_attempts, local_tz,
+# cohorts, stages, pass_steps, exclusion_categories) and the code lists from its seeds; those copies
+# must exist and tests/test_contract_sources.py fails when one of them differs from this module.
+DMIN = 100  # the Migration Scaling Methodology's flat minimum daily allocation
+MAX_FAILED_ATTEMPTS = 5  # after this many failed attempts an installation is excluded (FIVE_FAILED_ATTEMPTS)
 
 
 @dataclass(frozen=True)

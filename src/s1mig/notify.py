@@ -36,7 +36,9 @@ import re
 import socket
 from typing import Any
 
-LONDON = "Europe/London"
+from s1mig.contract import LOCAL_TZ
+
+LONDON = LOCAL_TZ
 DEFAULT_CONN_ID = "smtp_default"
 ENV_CONN_ID = "s1mig_smtp"  # the connection made from S1MIG_SMTP_*
 DEFAULT_DEADLINE = "09:00"

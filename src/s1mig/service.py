@@ -36,6 +36,7 @@ from typing import IO
 
 from s1mig import airflow_home, config, db
 from s1mig.airflow_api import DAG_ID, AirflowApi, ApiError, ServiceUnavailable
+from s1mig.contract import LOCAL_TZ
 from s1mig.errors import ConfigInvalid, S1migError, Stopped
 
 DEFAULT_PORT = 8080
@@ -676,9 +677,7 @@ def run_date(run: dict) -> str | None:
         return None
     from zoneinfo import ZoneInfo
 
-    return (
-        dt.datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/London")).date().isoformat()
-    )
+    return dt.datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(ZoneInfo(LOCAL_TZ)).date().isoformat()
 
 
 def awaiting_approval(api: AirflowApi, run: dict) -> bool:

@@ -12,13 +12,17 @@ from .formatting import finish, pct
 from .loading import Warehouse
 from .model import AttemptView, Model
 
+# Spec sections 1 and 5, written here from the spec (not imported: docs/decisions.md, "Domain constants");
+# tests/test_contract_sources.py checks it equals contract.MAX_FAILED_ATTEMPTS.
+FIVE_FAILED = 5
+
 
 def _exclusion(m: Model, installation_id: str, failures: list[AttemptView]) -> tuple[str | None, datetime | None]:
     """008's exclusion_category / excluded_at for an installation with these Failure attempts."""
     explicit = m.latest_exclusion(installation_id)
     if explicit is not None:
         return explicit.exclusion_category, explicit.excluded_at
-    if len(failures) >= 5:
+    if len(failures) >= FIVE_FAILED:
         return "FIVE_FAILED_ATTEMPTS", _last_failure(failures).completion.completed_at
     return None, None
 

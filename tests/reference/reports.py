@@ -16,7 +16,9 @@ from .installations import report_008, report_010
 from .loading import Warehouse
 from .model import Model
 
-DMIN = 100  # Migration Scaling Methodology minimum allocation (spec section 1)
+# Migration Scaling Methodology minimum allocation (spec section 1), written here from the spec;
+# tests/test_contract_sources.py checks it equals contract.DMIN.
+DMIN = 100
 
 
 def report_001(wh: Warehouse, report_date: date) -> list[dict[str, str]]:

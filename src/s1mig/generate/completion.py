@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import heapq
 
-from s1mig.contract import REASON_CODES
+from s1mig.contract import MAX_FAILED_ATTEMPTS, REASON_CODES
 
 from .clock import fmt_ts
-from .knobs import HOUR, MAX_FAILURES
+from .knobs import HOUR
 from .state import Attempt, SimulationState
 
 
@@ -68,7 +68,7 @@ class Completions(SimulationState):
         self.active.discard(index)
         failures = self.failures[index] = self.failures.get(index, 0) + 1
         retryable = REASON_CODES[code][2]
-        if failures >= MAX_FAILURES:
+        if failures >= MAX_FAILED_ATTEMPTS:
             self._exclude_later(t, index, "FIVE_FAILED_ATTEMPTS", 60, 1800)
         elif code == "DTP01" and (self._first("no-wan") or self.rng.random() < 0.3):
             self._exclude_later(t, index, "NO_WAN_ATTEMPTING_MIGRATION", HOUR, 12 * HOUR)

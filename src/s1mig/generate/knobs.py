@@ -14,12 +14,10 @@ REQUEST_LEAD_WEIGHTS = ((1, 60), (2, 30), (3, 10))  # days between MA receipt an
 OVERSHOOT_RATE = 0.15  # a party asks for a date its allocation has no room on (MA06)
 FAILURE_RATE = 0.17  # share of attempts of a sound installation that fail
 DOOMED_PER_MILLE = 50  # installations whose every attempt fails (retryable reasons)
-MAX_FAILURES = 5
 TIE_RATE = 0.4  # share of DTP02/DTP03 failures of dual-fuel meters that fail both at once
 COF_DELAY_RATE = 0.25  # split-supplier attempts whose second COF comes about a day later
 COF_INTERVAL = 3 * HOUR
 STAGE_GAPS = ((0, 1), (300, 1800), (600, 3600), (300, 1800))  # seconds before each stage
-DMIN = 100
 INJECTED_ERROR_RATE = 0.015  # per MA record and injected error code
 INJECTED_ERROR_FLOOR = 0.06  # per MA file and injected error code
 

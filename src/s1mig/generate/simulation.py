@@ -7,13 +7,14 @@ import sys
 from datetime import date, timedelta
 from typing import Any
 
+from s1mig.contract import DMIN
+
 from .authorisations import Authorisations
 from .clock import day_length, fmt_ts, local_midnight
 from .draws import stochastic_round
 from .knobs import (
     ALLOCATION_LEAD_DAYS,
     COF_INTERVAL,
-    DMIN,
     HOUR,
     PARTIES,
     PARTY_BY_ID,
