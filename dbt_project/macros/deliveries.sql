@@ -171,3 +171,22 @@
     {{ drop_relation_if_exists(load_cached_relation(make_intermediate_relation(target_relation))) }}
     {{ drop_relation_if_exists(load_cached_relation(make_backup_relation(target_relation, backup_type))) }}
 {%- endmacro %}
+
+
+{#- The end both delivery materializations share, as dbt's own materializations end: grants,
+    docs, the post-hooks in and after the model's transaction, its commit, the relations it
+    replaced dropped. Returns what a materialization returns. -#}
+{% macro finish_delivery_model(
+    target_relation, existing_relation, full_refresh_mode, grant_config, post_hooks, to_drop
+) -%}
+    {%- set revoke = should_revoke(existing_relation, full_refresh_mode) -%}
+    {%- do apply_grants(target_relation, grant_config, should_revoke=revoke) -%}
+    {%- do persist_docs(target_relation, model) -%}
+    {%- do run_hooks(post_hooks, inside_transaction=True) -%}
+    {%- do adapter.commit() -%}
+    {%- for relation in to_drop -%}
+        {%- do adapter.drop_relation(relation) -%}
+    {%- endfor -%}
+    {%- do run_hooks(post_hooks, inside_transaction=False) -%}
+    {{ return({'relations': [target_relation]}) }}
+{%- endmacro %}

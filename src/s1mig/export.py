@@ -472,15 +472,8 @@ def export_date(
     First recovers whatever an interrupted export left in `out` (recover)."""
     from s1mig import release
 
-    out.mkdir(parents=True, exist_ok=True)
-    with out_lock(out):
-        recover(out)
-        tmp = out / f".{report_date.isoformat()}.tmp-{os.getpid()}"
-        try:
-            _write(report_date, out, tmp, url, run_id, restatement)
-            return publish_folder(tmp, out, url, release.auto_release(), own=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with _written(report_date, out, url, run_id, restatement) as tmp:
+        return publish_folder(tmp, out, url, release.auto_release(), own=True)
 
 
 def stage(
@@ -495,19 +488,28 @@ def stage(
     so publishing it later is an atomic exchange on the same file system), not to the
     parties: publish_folder publishes it once it is released (s1mig.release). Returns the
     pending date folder; raises GateBlocked (nothing written there) when R9 fails."""
-    out.mkdir(parents=True, exist_ok=True)
     pending.mkdir(parents=True, exist_ok=True)
+    with _written(report_date, out, url, run_id, restatement) as tmp:
+        folder = pending / report_date.isoformat()
+        _swap_into_place(tmp, folder)
+    log.info("export %s: checked and waiting for release in %s", report_date, folder)
+    return folder
+
+
+@contextmanager
+def _written(report_date: dt.date, out: Path, url: str | None, run_id: str, restatement: dict | None) -> Iterator[Path]:
+    """D's export written and checked (R9) into a temporary folder of `out`, under the out
+    folder's lock (after recovering what an interrupted export left); the folder is removed
+    after the block, whatever the block did with it."""
+    out.mkdir(parents=True, exist_ok=True)
     with out_lock(out):
         recover(out)
         tmp = out / f".{report_date.isoformat()}.tmp-{os.getpid()}"
         try:
             _write(report_date, out, tmp, url, run_id, restatement)
-            folder = pending / report_date.isoformat()
-            _swap_into_place(tmp, folder)
+            yield tmp
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("export %s: checked and waiting for release in %s", report_date, folder)
-    return folder
 
 
 def _write(report_date: dt.date, out: Path, tmp: Path, url: str | None, run_id: str, restatement: dict | None) -> dict:

@@ -21,24 +21,31 @@ from .model import Model
 DMIN = 100
 
 
+def _completed_attempt(report_date: date, av: Any, r: Any) -> dict[str, Any]:
+    """The columns 001 and 006 share: the completed attempt, for the party of responsibility `r`."""
+    a = av.attempt
+    return {
+        "report_date": report_date,
+        "party_id": r.party_id,
+        "installation_id": a.installation_id,
+        "attempt_no": a.attempt_no,
+        "fuel": r.fuel,
+        "mpan": r.mpan,
+        "mprn": r.mprn,
+        "cohort": av.cohort,
+        "group_id": av.group_id,
+    }
+
+
 def report_001(wh: Warehouse, report_date: date) -> list[dict[str, str]]:
     """Successfully Migrated Installations: attempt x party, Success completed on D."""
     m = Model(wh, report_date)
     rows = []
     for av, r in m.completions_on("Success", day_only=True):
-        a = av.attempt
         rows.append(
             {
-                "report_date": report_date,
-                "party_id": r.party_id,
-                "installation_id": a.installation_id,
-                "attempt_no": a.attempt_no,
-                "fuel": r.fuel,
-                "mpan": r.mpan,
-                "mprn": r.mprn,
-                "cohort": av.cohort,
-                "group_id": av.group_id,
-                "migration_date": a.scheduled_for,
+                **_completed_attempt(report_date, av, r),
+                "migration_date": av.attempt.scheduled_for,
                 "completed_at": av.completion.completed_at,
                 "cof_file_name": success_cof(av.cofs, r.party_id).cof_file_name,
             }
@@ -157,18 +164,9 @@ def report_006(wh: Warehouse, report_date: date) -> list[dict[str, str]]:
     rows = []
     for status in ("Success", "Failure"):
         for av, r in m.completions_on(status, day_only=True):
-            a = av.attempt
             rows.append(
                 {
-                    "report_date": report_date,
-                    "party_id": r.party_id,
-                    "installation_id": a.installation_id,
-                    "attempt_no": a.attempt_no,
-                    "fuel": r.fuel,
-                    "mpan": r.mpan,
-                    "mprn": r.mprn,
-                    "cohort": av.cohort,
-                    "group_id": av.group_id,
+                    **_completed_attempt(report_date, av, r),
                     "completion_status": status,
                     "completion_reason_code": av.completion.reason_code if status == "Failure" else None,
                     "completed_at": av.completion.completed_at,

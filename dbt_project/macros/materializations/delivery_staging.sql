@@ -42,16 +42,9 @@
     {%- do run_in_transaction('end_delivery_increment', end_delivery_increment()) -%}
     {%- do run_in_transaction('analyze_if_stale', analyze_table_if_stale()) -%}
 
-    {%- set revoke = should_revoke(existing_relation, full_refresh_mode) -%}
-    {%- do apply_grants(target_relation, grant_config, should_revoke=revoke) -%}
-    {%- do persist_docs(target_relation, model) -%}
-    {{ run_hooks(post_hooks, inside_transaction=True) }}
-    {%- do adapter.commit() -%}
-    {%- for relation in to_drop -%}
-        {%- do adapter.drop_relation(relation) -%}
-    {%- endfor -%}
-    {{ run_hooks(post_hooks, inside_transaction=False) }}
-    {{ return({'relations': [target_relation]}) }}
+    {{ return(finish_delivery_model(
+        target_relation, existing_relation, full_refresh_mode, grant_config, post_hooks, to_drop
+    )) }}
 {% endmaterialization %}
 
 {#- Steps 1 and 2 (and, versioned, noting the keys of the rows being replaced). -#}
