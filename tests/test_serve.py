@@ -51,6 +51,15 @@ def serve(server_url, tmp_path_factory) -> Iterator[Serve]:
 # ----------------------------------------------------------------------------- helpers
 
 
+def _as_approver(serve: Serve, *args: str) -> subprocess.CompletedProcess:
+    """`s1mig ARGS --user alice`, the approver's password from the environment (as an approver runs it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "s1mig.cli", *args, "--user", APPROVER],
+        capture_output=True, text=True, cwd=REPO,
+        env=dict(os.environ, S1MIG_AIRFLOW_PASSWORD=serve.password(APPROVER)),
+    )  # fmt: skip
+
+
 def _run(api: AirflowApi, run_id: str) -> dict:
     return next(r for r in api.runs(limit=50) if r["dag_run_id"] == run_id)
 
@@ -136,11 +145,7 @@ def test_second_serve_says_where_the_first_runs(serve):
 
 
 def test_answers_without_a_pending_release_are_one_line_errors(serve):
-    proc = subprocess.run(
-        [sys.executable, "-m", "s1mig.cli", "approve", "2019-01-01", "--user", APPROVER],
-        capture_output=True, text=True, cwd=REPO,
-        env=dict(os.environ, S1MIG_AIRFLOW_PASSWORD=serve.password(APPROVER)),
-    )  # fmt: skip
+    proc = _as_approver(serve, "approve", "2019-01-01")
     assert proc.returncode == 1 and "no run of s1mig_daily for 2019-01-01" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = run_cli("approve", "2019-01-01")  # as admin: the same line
@@ -160,11 +165,7 @@ def test_approved_release_publishes_only_after_the_approval(serve):
     status = run_cli("serve", "--status").stdout
     assert re.search(rf"{D1}\s+running\s+{re.escape(run_id)}.*AWAITING APPROVAL", status), status
     # the approver answers with their own login (password from the environment)
-    proc = subprocess.run(
-        [sys.executable, "-m", "s1mig.cli", "approve", D1.isoformat(), "--user", APPROVER, "--why", "checked"],
-        capture_output=True, text=True, cwd=REPO,
-        env=dict(os.environ, S1MIG_AIRFLOW_PASSWORD=serve.password(APPROVER)),
-    )  # fmt: skip
+    proc = _as_approver(serve, "approve", D1.isoformat(), "--why", "checked")
     assert proc.returncode == 0, proc.stderr
     assert f"{D1} approved" in proc.stdout and APPROVER in proc.stdout
     state = wait_for(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
@@ -208,11 +209,7 @@ def test_rejected_release_publishes_nothing(serve):
     assert refused.returncode == 1 and "assigned to the approvers (alice)" in refused.stderr, refused.stderr
     refused = run_cli("reject", D2.isoformat(), "--why", "mine", "--user", "admin")
     assert refused.returncode == 1 and "'admin' may not answer" in refused.stderr, refused.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "s1mig.cli", "reject", D2.isoformat(), "--user", APPROVER, "--why", "counts look wrong"],
-        capture_output=True, text=True, cwd=REPO,
-        env=dict(os.environ, S1MIG_AIRFLOW_PASSWORD=serve.password(APPROVER)),
-    )  # fmt: skip
+    proc = _as_approver(serve, "reject", D2.isoformat(), "--why", "counts look wrong")
     assert proc.returncode == 0, proc.stderr
     assert f"{D2} rejected" in proc.stdout
     state = wait_for(f"run {run_id} to finish", lambda: _finished(api, run_id), RUN_TIMEOUT, serve)
