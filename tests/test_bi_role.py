@@ -8,10 +8,10 @@ import uuid
 
 import psycopg
 import pytest
-from drops import D30, build_handmade_landing
-from exports import assert_exports_match_reference
 
 from s1mig import db, dbt, land, lease, pipeline
+from tests.support.drops import D30, build_handmade_landing
+from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
 

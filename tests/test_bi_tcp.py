@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import run_cli
-from drops import D30, build_handmade_landing
 
 from s1mig import db, pipeline
+from tests.support.cli import run_cli
+from tests.support.drops import D30, build_handmade_landing
 
 pytestmark = pytest.mark.integration
 

@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, fresh_database, run_cli
-from serving import free_port, kill_session, running_serve, trigger, wait_for
 
 from s1mig import service
+from tests.support.cli import REPO, run_cli
+from tests.support.databases import fresh_database
+from tests.support.serving import free_port, kill_session, running_serve, trigger, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None,

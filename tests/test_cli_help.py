@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from conftest import run_cli
-
 from s1mig import cli, cli_db, cli_service
+from tests.support.cli import run_cli
 
 NO_DEFAULT = (None, False, argparse.SUPPRESS, [])
 

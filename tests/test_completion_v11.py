@@ -2,7 +2,7 @@
 the direct path), each date's files checked against the reference (tests/reference/),
 and the late records they leave in the break register.
 
-On top of the hand-made landing (tests/drops.py), party SUPD04 gets two attempts whose
+On top of the hand-made landing (tests/support/drops.py), party SUPD04 gets two attempts whose
 one SUCCESS COF (10:00Z on 07-30) comes before their COMMISSIONING PASS:
   A7  PASS at 08:00Z on 07-31: a Success on 07-31 at the PASS (v1.0: in no report at all)
   A8  PASS at 15:00Z on 07-30: a Success on 07-30 at 15:00Z, not at the COF's 10:00Z
@@ -20,8 +20,10 @@ import json
 
 import psycopg
 import pytest
-from conftest import run_cli
-from drops import (
+
+from s1mig import breaks, pipeline
+from tests.support.cli import run_cli
+from tests.support.drops import (
     D30,
     D31,
     I1,
@@ -36,9 +38,7 @@ from drops import (
     party,
     refresh_manifest,
 )
-from exports import assert_exports_match_reference
-
-from s1mig import breaks, pipeline
+from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
 

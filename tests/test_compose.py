@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+
+from tests.support.cli import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 

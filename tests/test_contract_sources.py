@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import reference as ref
 import yaml
-from reference import installations as ref_installations
 
 from s1mig import contract
 from s1mig.generate import knobs
+from tests import reference as ref
+from tests.reference import installations as ref_installations
 
 DBT = Path(__file__).resolve().parents[1] / "dbt_project"
 

@@ -6,9 +6,9 @@ import os
 from datetime import timedelta
 
 import pytest
-from conftest import REPO
 
 from s1mig import run_tasks
+from tests.support.cli import REPO
 
 # the one declaration of the run's tasks (s1mig.run_tasks); the DAG must wire exactly these, in this order
 EXPECTED_TASKS = list(run_tasks.ORDER)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import built_warehouse
-from drops import D30
 
 from s1mig import export
 from s1mig.errors import GateBlocked
+from tests.support.databases import built_warehouse
+from tests.support.drops import D30
 
 pytestmark = pytest.mark.integration
 

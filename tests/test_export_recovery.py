@@ -28,10 +28,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, built_warehouse
-from drops import D30, D31
 
 from s1mig import export
+from tests.support.cli import REPO
+from tests.support.databases import built_warehouse
+from tests.support.drops import D30, D31
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ import json
 
 import psycopg
 import pytest
-from conftest import run_cli
-from drops import D30, build_handmade_landing
+
+from tests.support.cli import run_cli
+from tests.support.drops import D30, build_handmade_landing
 
 pytestmark = pytest.mark.integration
 

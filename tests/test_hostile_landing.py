@@ -24,14 +24,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, run_cli
-from drops import D30, D31, SIG_A, SIG_B, event, write_drop
-from drops import raw_snapshot as snapshot
-from drops import small_drop_tables as tables
 
 from s1mig import land
 from s1mig.contract import EXTRACTS
 from s1mig.errors import DropOutOfSequence, DropRejected, NothingToUndo
+from tests.support.cli import REPO, run_cli
+from tests.support.drops import D30, D31, SIG_A, SIG_B, event, write_drop
+from tests.support.drops import raw_snapshot as snapshot
+from tests.support.drops import small_drop_tables as tables
 
 pytestmark = pytest.mark.integration
 

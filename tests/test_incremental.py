@@ -12,10 +12,10 @@ import re
 
 import psycopg
 import pytest
-from conftest import REPO, run_cli
-from drops import edit_rows, refresh_manifest
 
 from s1mig import land
+from tests.support.cli import REPO, run_cli
+from tests.support.drops import edit_rows, refresh_manifest
 
 pytestmark = pytest.mark.integration
 

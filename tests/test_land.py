@@ -13,12 +13,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from drops import D30, event, write_drop
-from drops import raw_snapshot as snapshot
-from drops import small_drop_tables as tables
 
 from s1mig import land
 from s1mig.errors import DropMissing, DropRejected
+from tests.support.drops import D30, event, write_drop
+from tests.support.drops import raw_snapshot as snapshot
+from tests.support.drops import small_drop_tables as tables
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +190,7 @@ def test_a_killed_load_leaves_raw_unchanged_and_can_be_redone(warehouse, tmp_pat
     import sys
     import time
 
-    from conftest import REPO
+    from tests.support.cli import REPO
 
     write_drop(tmp_path / "v1", "2020-07-30", tables())
     land.land(tmp_path / "v1" / "2020-07-30", D30)

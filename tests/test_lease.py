@@ -19,11 +19,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, airflow_home_locked, run_cli
-from drops import D01, D30, D31, build_handmade_landing
-from exports import assert_exports_match_reference
 
 from s1mig import lease, pipeline
+from tests.support.cli import REPO, airflow_home_locked, run_cli
+from tests.support.drops import D01, D30, D31, build_handmade_landing
+from tests.support.exports import assert_exports_match_reference
 
 # a process that holds the lease (as a direct run does) until killed or its time is up
 HOLD = textwrap.dedent(

@@ -13,11 +13,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from exports import assert_exports_match_reference
 
 from s1mig.contract import REPORTS
 from s1mig.generate import generate
+from tests.support.cli import run_cli
+from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import fresh_database
-from smtp_server import SmtpServer
 
 from s1mig import airflow_home, notify
+from tests.support.databases import fresh_database
+from tests.support.smtp_server import SmtpServer
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 

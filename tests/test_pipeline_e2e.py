@@ -9,9 +9,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, run_cli
-from drops import D01, D30, D31, append_rows, build_handmade_landing, event
-from exports import assert_exports_match_reference
+
+from tests.support.cli import REPO, run_cli
+from tests.support.drops import D01, D30, D31, append_rows, build_handmade_landing, event
+from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Property-based tests: random migration histories (tests/histories.py) against the
+"""Property-based tests: random migration histories (tests/support/histories.py) against the
 independent reference (tests/reference/).
 
 * ``test_reference_properties`` (pure Python, hypothesis with shrinking): the generator
@@ -28,11 +28,12 @@ from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
-import histories as H
 import pytest
-import reference as ref
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+
+from tests import reference as ref
+from tests.support import histories as H
 
 EXAMPLES = int(os.environ.get("S1MIG_FUZZ_EXAMPLES") or 400)
 SEED = int(os.environ.get("S1MIG_FUZZ_SEED") or 20201025)
@@ -181,7 +182,7 @@ def shrink(differences, packed, landing, server_url, monkeypatch, tmp_path) -> s
     all its one-step reductions (histories.reductions) packed into ONE build per round on a
     fresh warehouse; the smallest variant that still differs is kept, until none does or
     SHRINK_ROUNDS. Only differences that point at exactly one history count."""
-    from conftest import fresh_database
+    from tests.support.databases import fresh_database
 
     def failing(diffs, pk, land) -> set[int]:
         return {owners[0] for diff in diffs if "what" not in diff and len(owners := implicated(diff, pk, land)) == 1}

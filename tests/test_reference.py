@@ -1,5 +1,5 @@
 """Self-checks of the test oracle (tests/reference/) on the tiny hand-made landing
-folder of tests/drops.py (its docstring lists every case)."""
+folder of tests/support/drops.py (its docstring lists every case)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import reference as ref
-from drops import (
+
+from tests import reference as ref
+from tests.support.drops import (
     COF_A1,
     COF_A2,
     COF_B1,

@@ -17,8 +17,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import run_cli
-from drops import (
+
+from s1mig import pipeline
+from s1mig.contract import EXTRACTS
+from s1mig.errors import GateBlocked
+from tests.support.cli import run_cli
+from tests.support.drops import (
     D30,
     D31,
     I1,
@@ -36,11 +40,7 @@ from drops import (
     ma,
     party,
 )
-from exports import assert_exports_match_reference
-
-from s1mig import pipeline
-from s1mig.contract import EXTRACTS
-from s1mig.errors import GateBlocked
+from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
 

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, built_warehouse, run_cli
-from drops import D30, D31, build_handmade_landing
 
 from s1mig import airflow_support, export, release
 from s1mig.errors import S1migError
+from tests.support.cli import REPO, run_cli
+from tests.support.databases import built_warehouse
+from tests.support.drops import D30, D31, build_handmade_landing
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import fresh_database
-from drops import D01, D30, D31, I5, append_rows, build_handmade_landing, edit_rows, event, write_drop
 
 from s1mig import export, pipeline, restate
 from s1mig.errors import S1migError
+from tests.support.databases import fresh_database
+from tests.support.drops import D01, D30, D31, I5, append_rows, build_handmade_landing, edit_rows, event, write_drop
 
 pytestmark = pytest.mark.integration
 

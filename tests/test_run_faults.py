@@ -24,12 +24,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, airflow_home_locked
-from drops import D30, D31, build_handmade_landing
-from exports import assert_exports_match_reference
 
 from s1mig import airflow_home, airflow_run, db, lease, pipeline
 from s1mig.airflow_run import process_alive
+from tests.support.cli import REPO, airflow_home_locked
+from tests.support.drops import D30, D31, build_handmade_landing
+from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
 

@@ -25,12 +25,22 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, fresh_database, run_cli
-from serving import START_TIMEOUT, Serve, free_port, kill_session, listening, running_serve, trigger, wait_for
 
 from s1mig import airflow_home, db, service
 from s1mig.airflow_api import AirflowApi
 from s1mig.airflow_run import session_processes
+from tests.support.cli import REPO, run_cli
+from tests.support.databases import fresh_database
+from tests.support.serving import (
+    START_TIMEOUT,
+    Serve,
+    free_port,
+    kill_session,
+    listening,
+    running_serve,
+    trigger,
+    wait_for,
+)
 
 RUN_TIMEOUT = 600.0  # s: one date from its drop to the release (land, dbt, gate, export)
 D1, D2 = dt.date(2020, 7, 30), dt.date(2020, 7, 31)

@@ -8,9 +8,10 @@ import shutil
 
 import psycopg
 import pytest
-from conftest import run_cli
-from drops import D30, D31, I4, I5, MA_A, append_rows, build_handmade_landing, edit_rows, event, line_of
-from exports import assert_exports_match_reference
+
+from tests.support.cli import run_cli
+from tests.support.drops import D30, D31, I4, I5, MA_A, append_rows, build_handmade_landing, edit_rows, event, line_of
+from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
 

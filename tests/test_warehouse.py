@@ -8,7 +8,8 @@ import sys
 
 import psutil
 import pytest
-from conftest import REPO
+
+from tests.support.cli import REPO
 
 pytestmark = pytest.mark.integration
 

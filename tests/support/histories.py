@@ -33,8 +33,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import reference as ref
-from drops import write_drop
 from hypothesis import strategies as st
 
 from s1mig.contract import (
@@ -47,6 +45,8 @@ from s1mig.contract import (
     REASON_CODES,
     STAGES,
 )
+from tests import reference as ref
+from tests.support.drops import write_drop
 
 # ============================================================================ the window and the party pool
 

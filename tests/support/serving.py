@@ -19,11 +19,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import REPO, run_cli
-
 from s1mig import service
 from s1mig.airflow_api import AirflowApi
 from s1mig.airflow_run import session_processes
+from tests.support.cli import REPO, run_cli
 
 START_TIMEOUT = 420.0  # s: the four Airflow processes on a busy two-core machine
 

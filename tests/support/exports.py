@@ -10,9 +10,8 @@ import json
 from datetime import date
 from pathlib import Path
 
-import reference as ref
-
 from s1mig.contract import REPORTS
+from tests import reference as ref
 
 EXPORTED = tuple(r.report_id for r in REPORTS)
 
