@@ -45,10 +45,14 @@ serve: install
 		--landing $(SERVE_LANDING) --out $(SERVE_OUT)
 
 # A dedicated temp folder: pytest's shared /tmp/pytest-of-<user> rotation would delete
-# the embedded server's data of a concurrent session.
+# the embedded server's data of a concurrent session. The tests run on TEST_WORKERS
+# pytest-xdist workers, a module at a time (each worker has its own S1MIG_HOME and embedded
+# PostgreSQL); TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 2
 test: install
 	mkdir -p $(S1MIG_HOME)
-	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp --durations=15
+	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp --durations=15 \
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,-p no:xdist)
 
 # Property-based fuzzing (tests/test_properties.py): `make test` checks 400 random
 # histories from a fixed seed; `make fuzz` checks S1MIG_FUZZ_EXAMPLES (5000) from a new
