@@ -1,20 +1,31 @@
-"""The reconciliation gate through the real DAG: breaking exactly one rule (tampered
-staging, intermediate, audit or mart tables, after the build) stops the export with that
-rule named, its count and a sample key; the DMIN warning is recorded but does not block.
+"""The reconciliation gate: breaking exactly one rule (tampered staging, intermediate,
+audit or mart tables, after the build) stops the export with that rule named, its count and
+a sample key; the DMIN warning is recorded but does not block.
 Each tamper is a mistake a model or an operator could make: a report row that drifts from
 another, a completion stated differently from the raw records, a cumulative count no daily
 report showed, marts never built for the date or built before a correction, a report row
-for a party that is not in parties (R9, checked by the export on the written files)."""
+for a party that is not in parties (R9, checked by the export on the written files).
+
+Every tamper runs what `s1mig run --skip land,dbt_build` runs (the steps after the build,
+under the run's lease, exporting to the run's pending area) through the direct path, in
+this process (pipeline.STEPS: the DAG's tasks run these same functions); two runs go
+through the real DAG, where the DAG path itself is what is checked: one blocked run (its
+one-line error on stderr, nothing exported) and the final untampered run (the DMIN warning
+shown, recorded and in the evidence, the export published)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from s1mig import lease, pipeline, release, run_tasks
+from s1mig.errors import GateBlocked
 from tests.support.cli import run_cli
-from tests.support.drops import D30, build_handmade_landing
+from tests.support.databases import built_warehouse
+from tests.support.drops import D30
 
 pytestmark = pytest.mark.integration
 
@@ -137,41 +148,90 @@ TAMPERS = [
 ]
 
 
-def _latest_gate(url: str) -> dict[str, tuple[str, int]]:
+def _gate_results(url: str, run_id: str | None = None) -> dict[str, tuple[str, int, list[str]]]:
+    """rule -> (status, failing count, sample keys) of the run `run_id` (default: the run
+    whose gate results were recorded last)."""
     with psycopg.connect(url) as conn:
+        if run_id is None:
+            latest = "select run_id from audit.gate_results order by checked_at desc limit 1"
+            run_id = conn.execute(latest).fetchone()[0]
         rows = conn.execute(
-            "select rule_id, status, failing_count from audit.gate_results where run_id = "
-            "(select run_id from audit.gate_results order by checked_at desc limit 1)"
+            "select rule_id, status, failing_count, sample_keys from audit.gate_results where run_id = %s", (run_id,)
         ).fetchall()
-    return {r: (s, c) for r, s, c in rows}
+    return {r: (s, c, list(k)) for r, s, c, k in rows}
 
 
-def test_each_blocking_rule_stops_the_export(warehouse, tmp_path):
-    landing = build_handmade_landing(tmp_path / "landing")
-    out = tmp_path / "out"
+# what `s1mig run --skip land,dbt_build` runs under the lease: the gate and everything after it
+AFTER_BUILD = run_tasks.LEASED[run_tasks.LEASED.index("reconciliation_gate") :]
+
+
+def _run_after_build(landing: Path, out: Path, url: str, run_id: str) -> None:
+    """The leased tasks after the build, then publish, as the DAG runs them for `s1mig run
+    --skip land,dbt_build` (pipeline.run_direct without land and dbt_build): the same step
+    functions, the run's lease held, the export in the run's pending area until published,
+    and that area discarded when a step fails."""
+    pending = release.pending_root(out, run_id)
+    run = pipeline.Run(landing, D30, out, url, run_id, pending)
+    with lease.held(url, run_id, D30, "direct"):
+        try:
+            for name in AFTER_BUILD:
+                pipeline.STEPS[name](run)
+            pipeline.publish_step(D30, out, url, run_id, pending, release.auto_release())
+        except BaseException:
+            release.discard(pending)
+            raise
+
+
+def test_each_blocking_rule_stops_the_export(server_url, tmp_path, monkeypatch):
+    landing, out = tmp_path / "landing", tmp_path / "out"
     day = D30.isoformat()
-    base = ["run", "--landing", str(landing), "--date", day, "--out", str(out)]
-    run_cli(*base, "--skip", "reconciliation_gate,export", check=True)
+    base = ["run", "--landing", str(landing), "--date", day, "--out", str(out), "--skip", "land,dbt_build"]
+    # the gate in this process points GX at the warehouse (S1MIG_GX_URL): restored afterwards
+    monkeypatch.setenv("S1MIG_GX_URL", "")
+    # the hand-made 07-30 drop landed and built (and gated once, untampered)
+    with built_warehouse(server_url, landing, "untampered") as url:
+        assert all(status in ("pass", "warn") for status, _, _ in _gate_results(url, "untampered").values())
 
-    for rule_id, tamper, undo in TAMPERS:
-        with psycopg.connect(warehouse) as conn:
+        for n, (rule_id, tamper, undo) in enumerate(TAMPERS):
+            run_id = f"tamper-{n}-{rule_id}"
+            with psycopg.connect(url) as conn:
+                conn.execute(tamper)
+            with pytest.raises(GateBlocked) as blocked:
+                _run_after_build(landing, out, url, run_id)
+            message = str(blocked.value)
+            assert message.startswith(f"gate blocked export of {day}: {rule_id} "), message
+            assert not (out / day).exists(), rule_id
+            assert not (out / ".pending").exists(), rule_id  # nothing of the blocked run is left behind
+            results = _gate_results(url, run_id)
+            failing = {r for r, (status, _, _) in results.items() if status == "fail"}
+            assert failing == {rule_id}, f"tampering for {rule_id} broke {failing}"
+            # the error states the rule's count and sample keys as recorded in audit.gate_results
+            _, count, samples = results[rule_id]
+            assert count > 0 and f": {count} failing (e.g. {'; '.join(samples)})" in message, message
+            with psycopg.connect(url) as conn:
+                conn.execute(undo)
+
+        # through the real DAG, one blocked run (R9: the export task's rule, so the failure
+        # comes from a task after the gate): one line on stderr, nothing exported
+        rule_id, tamper, undo = next(t for t in TAMPERS if t[0] == "R9")
+        with psycopg.connect(url) as conn:
             conn.execute(tamper)
-        proc = run_cli(*base, "--skip", "land,dbt_build")
-        assert proc.returncode != 0, rule_id
+        proc = run_cli(*base)
+        assert proc.returncode != 0
         assert f"gate blocked export of {day}: {rule_id} " in proc.stderr, proc.stderr
-        assert not (out / day).exists(), rule_id
-        results = _latest_gate(warehouse)
-        failing = {r for r, (status, _) in results.items() if status == "fail"}
-        assert failing == {rule_id}, f"tampering for {rule_id} broke {failing}"
-        with psycopg.connect(warehouse) as conn:
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert not (out / day).exists()
+        results = _gate_results(url)
+        assert {r for r, (status, _, _) in results.items() if status == "fail"} == {rule_id}
+        with psycopg.connect(url) as conn:
             conn.execute(undo)
 
-    # untampered again: every blocking rule passes, the DMIN warning (SUPB02 got 40 of a
-    # demand of 50) is recorded and shown, and the export goes ahead
-    proc = run_cli(*base, "--skip", "land,dbt_build", check=True)
-    results = _latest_gate(warehouse)
-    assert results["W1"] == ("warn", 1)
-    assert all(status in ("pass", "warn") for status, _ in results.values())
-    evidence = json.loads((out / day / "evidence.json").read_text())
-    assert {g["rule_id"]: g["status"] for g in evidence["gate"]}["W1"] == "warn"
-    assert "W1" in proc.stdout + proc.stderr
+        # untampered again, through the real DAG: every blocking rule passes, the DMIN
+        # warning (SUPB02 got 40 of a demand of 50) is recorded and shown, and the export goes ahead
+        proc = run_cli(*base, check=True)
+        results = _gate_results(url)
+        assert results["W1"][:2] == ("warn", 1)
+        assert all(status in ("pass", "warn") for status, _, _ in results.values())
+        evidence = json.loads((out / day / "evidence.json").read_text())
+        assert {g["rule_id"]: g["status"] for g in evidence["gate"]}["W1"] == "warn"
+        assert "W1" in proc.stdout + proc.stderr
