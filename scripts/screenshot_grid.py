@@ -10,8 +10,9 @@ headless Chromium (Debian's /usr/bin/chromium; `apt-get install chromium`) from 
 * the login: the UI needs one. The script logs in through the REST API with the stored admin
   login ($S1MIG_HOME/serve/passwords.json, mode 0600; or --user NAME with
   S1MIG_AIRFLOW_PASSWORD) and hands the JWT to the browser as the UI's own `_token` cookie
-  (HttpOnly, 127.0.0.1 only) through Chromium's DevTools protocol, on a loopback port of a
-  throw-away profile; no password reaches the command line or the browser;
+  (HttpOnly, 127.0.0.1 only) through Chromium's DevTools protocol over a pipe
+  (--remote-debugging-pipe: no port another local user could reach), in a throw-away
+  profile; no password reaches the command line or the browser;
 * the page: <url>/dags/s1mig_daily/runs/<run_id> (the grid with the run selected), captured
   once the grid shows the run's tasks (at most --wait seconds);
 * prints the PNG's path; exit code 1 with one line when it cannot (serve not running, no
@@ -24,29 +25,23 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
+import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from s1mig import service
 from s1mig.errors import S1migError
 
 TASKS = ("wait_for_drop", "take_lease", "land", "publish")  # shown in the grid once it is drawn
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _chromium() -> str:
@@ -58,41 +53,93 @@ def _chromium() -> str:
 
 
 class DevTools:
-    """The few DevTools protocol calls needed, over the page's websocket."""
+    """The few DevTools protocol calls needed, over Chromium's --remote-debugging-pipe (it
+    reads commands on its fd 3 and answers on its fd 4, each message ending with a NUL)."""
 
-    def __init__(self, ws_url: str):
-        from websockets.sync.client import connect
-
-        self.ws = connect(ws_url, max_size=None, open_timeout=30).__enter__()
+    def __init__(self, to_browser: int, from_browser: int):
+        self.to_browser, self.from_browser = to_browser, from_browser
+        self.buffer = b""
         self.next_id = 0
+        self.session: str | None = None
+
+    def _message(self, deadline: float) -> dict:
+        while b"\0" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.from_browser], [], [], left)[0]:
+                raise S1migError("Chromium's DevTools did not answer within 60 s")
+            chunk = os.read(self.from_browser, 1 << 20)
+            if not chunk:
+                raise S1migError("Chromium ended")
+            self.buffer += chunk
+        message, self.buffer = self.buffer.split(b"\0", 1)
+        return json.loads(message)
 
     def call(self, method: str, **params):
         self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        request: dict = {"id": self.next_id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            request["sessionId"] = self.session
+        os.write(self.to_browser, json.dumps(request).encode() + b"\0")
+        deadline = time.monotonic() + 60
         while True:
-            msg = json.loads(self.ws.recv(timeout=60))
+            msg = self._message(deadline)
             if msg.get("id") == self.next_id:
                 if "error" in msg:
                     raise S1migError(f"Chromium: {method}: {msg['error'].get('message')}")
                 return msg.get("result", {})
 
+    def attach_page(self) -> None:
+        """Talk to the browser's page from now on (a flat session)."""
+        pages = [t for t in self.call("Target.getTargets")["targetInfos"] if t.get("type") == "page"]
+        target = pages[0]["targetId"] if pages else self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ws.close()
+        for fd in (self.to_browser, self.from_browser):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def _page_target(port: int, deadline: float) -> str:
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as resp:
-                pages = [t for t in json.load(resp) if t.get("type") == "page"]
-            if pages:
-                return pages[0]["webSocketDebuggerUrl"]
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise S1migError("Chromium's DevTools did not answer within 30 s")
-        time.sleep(0.3)
+def start_chromium(profile: str, width: int, height: int) -> tuple[subprocess.Popen, DevTools]:
+    """Headless Chromium on a throw-away profile, driven over --remote-debugging-pipe."""
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        "--remote-debugging-pipe",
+        "about:blank",
+    ]
+    commands_r, commands_w = os.pipe()  # Chromium's fd 3: the commands it reads
+    answers_r, answers_w = os.pipe()  # Chromium's fd 4: its answers
+    # its two ends above fd 4 first, so that placing one at 3 or 4 cannot close the other
+    high_r, high_w = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (commands_r, answers_w))
+    for fd in (commands_r, answers_w):
+        os.close(fd)
+
+    def as_fds_3_and_4() -> None:  # in the child, before exec (dup2 leaves them open across it)
+        os.dup2(high_r, 3)
+        os.dup2(high_w, 4)
+
+    browser = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        pass_fds=(3, 4),  # kept when the other descriptors are closed, after as_fds_3_and_4
+        preexec_fn=as_fds_3_and_4,
+    )
+    os.close(high_r)
+    os.close(high_w)
+    tools = DevTools(commands_w, answers_r)
+    return browser, tools
 
 
 def _pick_run(api, run_id: str | None, day: dt.date | None) -> dict:
@@ -116,27 +163,9 @@ def screenshot(out: Path, run_id: str | None, day: dt.date | None, size: str, wa
     page = f"{base}/dags/{service.DAG_ID}/runs/{urllib.parse.quote(run['dag_run_id'], safe='')}"
     width, height = (int(x) for x in size.split(","))
     profile = tempfile.mkdtemp(prefix="s1mig-chromium-")
-    port = _free_port()
-    cmd = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        f"--window-size={width},{height}",
-        "--remote-debugging-address=127.0.0.1",
-        f"--remote-debugging-port={port}",
-        "about:blank",
-    ]
-    browser = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    tools = None
+    browser, tools = start_chromium(profile, width, height)
     try:
-        tools = DevTools(_page_target(port, time.monotonic() + 30))
+        tools.attach_page()
         tools.call("Network.enable")
         tools.call("Network.setCookie", name="_token", value=api.token(), url=base + "/", path="/", httpOnly=True)
         tools.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
@@ -166,8 +195,7 @@ def screenshot(out: Path, run_id: str | None, day: dt.date | None, size: str, wa
         out.write_bytes(base64.b64decode(shot["data"]))
         return out
     finally:
-        if tools is not None:
-            tools.close()
+        tools.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(browser.pid, signal.SIGKILL)
         browser.wait(timeout=10)
