@@ -616,7 +616,7 @@ def stop(echo: Callable[[str], None] = print, timeout: float = STOP_TIMEOUT + 30
         echo(f"s1mig: serve was gone; stopped the {len(left)} Airflow process(es) it left")
         return 0
     pid = state.get("pid")
-    if not pid:
+    if not pid or not _is_serve(pid):  # none yet, or the pid of a serve before the one starting now
         raise S1migError("s1mig serve is starting and has not written its pid yet: try again in a few seconds")
     echo(f"s1mig: stopping serve (pid {pid}, {state.get('url')}) ...")
     with contextlib.suppress(ProcessLookupError):
@@ -628,6 +628,16 @@ def stop(echo: Callable[[str], None] = print, timeout: float = STOP_TIMEOUT + 30
         time.sleep(0.3)
     echo("s1mig: serve stopped")
     return 0
+
+
+def _is_serve(pid: int) -> bool:
+    """Whether process `pid` is a `s1mig serve` (serve.json may still name a serve that is
+    gone, whose pid another process may have taken, while a new serve starts)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"serve" in args and any(a.endswith((b"s1mig", b"s1mig.cli")) for a in args)
 
 
 def _orphans(state: dict) -> list[int]:
