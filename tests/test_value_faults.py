@@ -1,6 +1,9 @@
 """Value-level faults are never dropped silently: they land (the drop's structure is
 fine), staging routes them to rejects with the reason and raw lineage, they never reach a
-mart, and the gate blocks the date naming them, until a corrected drop goes through."""
+mart, and the gate blocks the date naming them, until a corrected drop goes through.
+
+Each scenario runs its failing date once through the real DAG (`s1mig run`: its one-line
+error is what is asserted); the rest goes through the direct path (pipeline.run_direct)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ import shutil
 import psycopg
 import pytest
 
+from s1mig import pipeline
 from tests.support.cli import run_cli
+from tests.support.databases import built_warehouse
 from tests.support.drops import D30, D31, I4, I5, MA_A, append_rows, build_handmade_landing, edit_rows, event, line_of
 from tests.support.exports import assert_exports_match_reference
 
@@ -82,7 +87,7 @@ def test_value_faults_go_to_rejects_block_the_gate_and_a_correction_goes_through
     # the corrected re-delivery replaces the faulty one and the date goes through
     shutil.rmtree(landing / "2020-07-30")
     shutil.copytree(good / "2020-07-30", landing / "2020-07-30")
-    run_cli("run", "--landing", str(landing), "--date", "2020-07-30", "--out", str(out), check=True)
+    pipeline.run_direct(landing, D30, out, run_id="corrected")
     assert_exports_match_reference(landing, out, D30)
     with psycopg.connect(warehouse) as conn:
         assert conn.execute("select count(*) from staging.stg_dcc__rejects").fetchone()[0] == 0
@@ -90,15 +95,21 @@ def test_value_faults_go_to_rejects_block_the_gate_and_a_correction_goes_through
     assert ledger == (2, 1)
 
 
-def test_a_record_delivered_twice_fails_its_model_naming_both_copies_and_a_correction_goes_through(warehouse, tmp_path):
+def test_a_record_delivered_twice_fails_its_model_naming_both_copies_and_a_correction_goes_through(
+    server_url, tmp_path
+):
     """A key delivered again (in a later drop, or twice in one file) fails the staging
     model with the file, line and drop of every copy; the drop's rows are not staged
-    (nothing half-loaded), nothing is exported, and the corrected drop goes through."""
-    good = build_handmade_landing(tmp_path / "good")
+    (nothing half-loaded), nothing is exported, and the corrected drop goes through.
+    07-30 comes landed and built (the session's template: its own run is not under test)."""
+    with built_warehouse(server_url, tmp_path / "good", "d30") as warehouse:
+        _delivered_twice(warehouse, tmp_path / "good", tmp_path)
+
+
+def _delivered_twice(warehouse: str, good, tmp_path) -> None:
     landing, out = tmp_path / "landing", tmp_path / "out"
     for day in ("2020-07-30", "2020-07-31"):
         shutil.copytree(good / day, landing / day)
-    run_cli("run", "--landing", str(landing), "--date", "2020-07-30", "--out", str(out), check=True)
 
     d31 = landing / "2020-07-31"
     e90 = event("E90", "A4", "COMMISSIONING", 53, "FAIL", "2020-07-31T11:00:00Z", "COM02")
@@ -134,7 +145,7 @@ def test_a_record_delivered_twice_fails_its_model_naming_both_copies_and_a_corre
     edit_rows(d31, "migration_events", {"event_id": "E90"}, None)
     append_rows(d31, "migration_events", [e90])
     edit_rows(d31, "migration_events", {"event_id": "E20"}, {"event_id": "E91"})
-    run_cli("run", "--landing", str(landing), "--date", "2020-07-31", "--out", str(out), check=True)
+    pipeline.run_direct(landing, D31, out, run_id="corrected")
     assert_exports_match_reference(landing, out, D31)
     with psycopg.connect(warehouse) as conn:
         staged = conn.execute(
