@@ -2,7 +2,11 @@
 dbt_project/macros/materializations/): each build types only the drops delivered since the
 last one; the history models (delivery_history) compute only the drops their inputs gained.
 Both must hold exactly what a full rebuild holds: day after day, after an earlier drop
-is corrected and re-delivered, and after the latest drop is re-delivered."""
+is corrected and re-delivered, and after the latest drop is re-delivered.
+
+Landing and dbt run in this process (land.land, dbt.run_dbt: the real dbt, without a
+command line's start each time; the `s1mig land` and `s1mig dbt` commands are tested
+elsewhere)."""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ import re
 import psycopg
 import pytest
 
-from s1mig import land
-from tests.support.cli import REPO, run_cli
+from s1mig import dbt, land, pipeline
+from s1mig.generate import generate
+from tests.support.cli import REPO
 from tests.support.drops import edit_rows, refresh_manifest
 
 pytestmark = pytest.mark.integration
@@ -56,7 +61,7 @@ def _fingerprints(url: str) -> dict[str, tuple[int, str]]:
 def _run_layers(day: dt.date, *extra: str) -> None:
     """dbt run of staging and intermediate (no tests: an edited drop may break them)."""
     layers = ("--select", "staging", "intermediate")
-    run_cli("dbt", "run", *layers, "--vars", f"{{report_date: '{day}'}}", *extra, check=True)
+    dbt.run_dbt(["run", *layers, "--vars", f"{{report_date: '{day}'}}", *extra], echo=None)
 
 
 def _assert_full_rebuild_holds_the_same(url: str, day: dt.date) -> dict[str, tuple[int, str]]:
@@ -66,19 +71,17 @@ def _assert_full_rebuild_holds_the_same(url: str, day: dt.date) -> dict[str, tup
     return incremental
 
 
-def _build(day: dt.date, *extra: str) -> None:
-    run_cli("dbt", "build", "--vars", f"{{report_date: '{day}'}}", *extra, check=True)
+def _land(landing, day: dt.date) -> None:
+    land.land(landing / str(day), day)
 
 
 def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tmp_path):
     landing = tmp_path / "landing"
-    run_cli(
-        "generate", "--out", str(landing), "--start", str(START), "--days", "4", "--installations", "300", check=True
-    )
+    generate(landing, START, 4, 300, seed=1, progress=False)  # `s1mig generate`'s default seed
     days = [START + dt.timedelta(days=i) for i in range(4)]
     for day in days[:3]:
-        run_cli("land", "--landing", str(landing), "--date", str(day), check=True)
-        _build(day)
+        _land(landing, day)
+        pipeline.dbt_step(day)
         if day == days[0]:
             _as_a_former_release_left_it(warehouse)
     # day after day (each history model appends the new drop's rows)
@@ -121,8 +124,8 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
     with open(fourth / "migration_events.csv", "a", newline="") as fh:
         fh.write(f"EV-EXTRA-1,{completed},DEVICE_TESTING,31,FAIL,DTP01,{days[3]}T12:00:00Z\n")
     refresh_manifest(fourth)
-    run_cli("land", "--landing", str(landing), "--date", str(days[1]), check=True)
-    run_cli("land", "--landing", str(landing), "--date", str(days[3]), check=True)
+    _land(landing, days[1])
+    _land(landing, days[3])
     # the model may fail the gate later (the edit breaks the event sequence); the layers are what is tested here
     _run_layers(days[3])
 
@@ -166,7 +169,7 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
         dropped = next(csv.DictReader(fh))["installation_id"]
     edit_rows(fourth, "migration_events", {}, None)
     edit_rows(fourth, "installations", {}, None)
-    run_cli("land", "--landing", str(landing), "--date", str(days[3]), check=True)
+    _land(landing, days[3])
     _run_layers(days[3])
     with psycopg.connect(warehouse) as conn:
         assert [to for _, to in _installation_versions(conn, dropped)] == [None]
@@ -174,7 +177,7 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
 
     # the latest landing taken back (s1mig land --undo): the next incremental build drops
     # that date's rows from every layer, as a full rebuild from raw would
-    run_cli("land", "--undo", str(days[3]), check=True)
+    land.undo(days[3])
     _run_layers(days[2])
     with psycopg.connect(warehouse) as conn:
         for table in ("stg_dcc__migration_events", "stg_dcc__migration_attempts", "stg_dcc__installations"):
