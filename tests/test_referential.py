@@ -18,10 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from s1mig import pipeline
+from s1mig import dbt, land, pipeline
 from s1mig.contract import EXTRACTS
 from s1mig.errors import GateBlocked
-from tests.support.cli import run_cli
 from tests.support.drops import (
     D30,
     D31,
@@ -228,11 +227,11 @@ def test_referential_rules_are_rejects_named_by_file_and_line(warehouse, tmp_pat
     # a later drop resolves nothing: SUPC03 exists from 07-31 10:00Z, after I6's version; the
     # incremental run and a full rebuild agree
     shutil.copytree(good / "2020-07-31", landing / "2020-07-31")
-    run_cli("land", "--landing", str(landing), "--date", str(D31), check=True)
-    layers = ("--select", "staging", "intermediate", "--vars", f"{{report_date: '{D31}'}}")
-    run_cli("dbt", "run", *layers, check=True)
+    land.land(landing / str(D31), D31)
+    layers = ["--select", "staging", "intermediate", "--vars", f"{{report_date: '{D31}'}}"]
+    dbt.run_dbt(["run", *layers], echo=None)
     assert _rejects(warehouse) == rejects
-    run_cli("dbt", "run", *layers, "--full-refresh", check=True)
+    dbt.run_dbt(["run", *layers, "--full-refresh"], echo=None)
     assert _rejects(warehouse) == rejects
 
     # the corrected re-delivery of 07-30 goes through (07-31 landed or not)
