@@ -1,5 +1,6 @@
 """Restatement (spec "Runs, corrections and restatement"): three days landed and exported
-through the direct path (real dbt, real GX, real exports), then corrections of past days
+through the direct path (real dbt, real GX, real exports; 07-30 landed and built as the
+session's template database holds it), then corrections of past days
 re-delivered. The corrected day and every later exported day are gated and exported
 again in order; a day whose report files change gets the next revision, the previous
 one kept whole under revisions/<n>/, and its files equal those of a fresh serial build of
@@ -17,17 +18,16 @@ import pytest
 
 from s1mig import export, pipeline, restate
 from s1mig.errors import S1migError
-from tests.support.databases import fresh_database
-from tests.support.drops import D01, D30, D31, I5, append_rows, build_handmade_landing, edit_rows, event, write_drop
+from tests.support.databases import built_warehouse, fresh_database
+from tests.support.drops import D01, D30, D31, I5, append_rows, edit_rows, event, write_drop
 
 pytestmark = pytest.mark.integration
 
 DAYS = (D30, D31, D01)
 
 
-def _landing(root: Path) -> Path:
-    """The hand-made drops with a valid third day (theirs is corrupt on purpose)."""
-    landing = build_handmade_landing(root)
+def _valid_third_day(landing: Path) -> Path:
+    """The hand-made drops (in `landing`) with a valid third day (theirs is corrupt on purpose)."""
     shutil.rmtree(landing / D01.isoformat())
     write_drop(
         landing,
@@ -94,10 +94,20 @@ def _assert_cause(folder: Path, url: str, corrected) -> None:
     )
 
 
-def test_correction_restates_later_exported_dates(warehouse, server_url, tmp_path, monkeypatch):
-    landing = _landing(tmp_path / "landing")
+def test_correction_restates_later_exported_dates(server_url, tmp_path):
+    # 07-30 comes landed and built (the session's template), gated here and exported; the
+    # other two days are direct runs
+    landing = tmp_path / "landing"
+    with built_warehouse(server_url, landing, f"first-{D30}") as warehouse:
+        _valid_third_day(landing)
+        _restatement(warehouse, landing, server_url, tmp_path)
+
+
+def _restatement(warehouse: str, landing: Path, server_url: str, tmp_path: Path) -> None:
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
-    for day in DAYS:
+    pipeline.export_step(D30, out, warehouse, f"first-{D30}")
+    pipeline.summary_step(D30, out, warehouse, f"first-{D30}")
+    for day in DAYS[1:]:
         pipeline.run_direct(landing, day, out, run_id=f"first-{day}")
     assert [_manifest(out / d.isoformat())["revision"] for d in DAYS] == [1, 1, 1]
     # the last date also went to another folder once: restatement names it, leaves it alone
@@ -177,8 +187,8 @@ def test_correction_restates_later_exported_dates(warehouse, server_url, tmp_pat
         assert _manifest(out / day.isoformat())["revision"] == 2, day  # a name no report shows
 
     # a fresh warehouse, the corrected drops run day by day: the same report files
-    with fresh_database(server_url) as fresh:
-        monkeypatch.setenv("S1MIG_DATABASE_URL", fresh)
+    with fresh_database(server_url) as fresh, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S1MIG_DATABASE_URL", fresh)
         serial = tmp_path / "serial"
         for day in DAYS:
             pipeline.run_direct(landing, day, serial, run_id=f"serial-{day}")
@@ -186,4 +196,3 @@ def test_correction_restates_later_exported_dates(warehouse, server_url, tmp_pat
             assert _reports(out / day.isoformat()) == _reports(serial / day.isoformat()), day
             assert _manifest(out / day.isoformat())["files"] == _manifest(serial / day.isoformat())["files"], day
             assert _manifest(serial / day.isoformat())["revision"] == 1
-        monkeypatch.setenv("S1MIG_DATABASE_URL", warehouse)
