@@ -22,6 +22,7 @@ import pytest
 
 from s1mig import lease, pipeline
 from tests.support.cli import REPO, airflow_home_locked, run_cli
+from tests.support.databases import built_warehouse
 from tests.support.drops import D01, D30, D31, build_handmade_landing
 from tests.support.exports import assert_exports_match_reference
 
@@ -188,14 +189,20 @@ def test_a_holder_that_stops_its_heartbeat_loses_the_lease(warehouse):
 # ----------------------------------------------------------------------------- runs
 
 
-def test_concurrent_runs_end_as_a_serial_run(warehouse, tmp_path):
+def test_concurrent_runs_end_as_a_serial_run(server_url, tmp_path):
     """After a serial run of D30 and D31: `s1mig run` for D31 (the DAG) and a direct run of
     D30 started while it holds the warehouse. The direct run waits; marts and exports end
-    equal to the serial run's."""
-    landing = build_handmade_landing(tmp_path / "landing")
+    equal to the serial run's. (The serial D30 comes landed and built from the session's
+    template, then gated and exported here; D31 is a direct run.)"""
+    landing = tmp_path / "landing"
     serial, concurrent = tmp_path / "serial", tmp_path / "concurrent"
-    for day in (D30, D31):
-        pipeline.run_direct(landing, day, serial, run_id=f"serial-{day}", wait=0)
+    with built_warehouse(server_url, landing, f"serial-{D30}") as warehouse:
+        pipeline.export_step(D30, serial, warehouse, f"serial-{D30}")
+        pipeline.run_direct(landing, D31, serial, run_id=f"serial-{D31}", wait=0)
+        _concurrent_runs(warehouse, landing, serial, concurrent, tmp_path)
+
+
+def _concurrent_runs(warehouse: str, landing: Path, serial: Path, concurrent: Path, tmp_path: Path) -> None:
     serial_marts = _marts(warehouse)
 
     log_file = tmp_path / "cli.log"
