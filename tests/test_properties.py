@@ -59,9 +59,12 @@ def test_reference_properties(histories):
     wh = H.to_warehouse(packed)
     first: dict[str, ref.Completion] = {}
     cumulative: dict[tuple[str, str], tuple[int, int]] = {}
+    packed_views: dict[date, dict[str, ref.Completion | None]] = {}  # each date's model, computed once
     for d in H.DATES:
+        model = ref.Model(wh, d)
+        packed_views[d] = {av.attempt.attempt_id: av.completion for av in model.attempts}
         # completion is final: once complete, the same completion as at the end of every later date
-        for av in ref.Model(wh, d).attempts:
+        for av in model.attempts:
             if av.completion is not None:
                 assert first.setdefault(av.attempt.attempt_id, av.completion) == av.completion, av.attempt
             else:
@@ -92,16 +95,16 @@ def test_reference_properties(histories):
                 assert now == (before[0] + daily[0], before[1] + daily[1]), (k, d)
             cumulative[k] = now
         # late records are failures dated after the day of a Success
-        completions = {av.attempt.attempt_id: av.completion for av in ref.Model(wh, d).attempts}
+        completions = packed_views[d]
         for late in ref.late_records(wh, d):
             success = completions[late.attempt_id]
             assert success.status == "Success" and ref.local_day(late.at) > ref.local_day(success.completed_at)
     # a history means the same alone as packed among others
     for index, h in enumerate(histories):
         alone = H.to_warehouse(H.pack({index: h}))
+        mine = {aid for aid, owners in packed.owner.items() if owners == {index} and aid.startswith("H")}
         for d in H.DATES:
-            mine = {aid for aid, owners in packed.owner.items() if owners == {index} and aid.startswith("H")}
-            packed_view = {av.attempt.attempt_id: av.completion for av in ref.Model(wh, d).attempts}
+            packed_view = packed_views[d]
             alone_view = {av.attempt.attempt_id: av.completion for av in ref.Model(alone, d).attempts}
             assert {a: c for a, c in packed_view.items() if a in mine} == alone_view
 
