@@ -306,7 +306,7 @@ def test_each_fault_is_quarantined_with_file_and_line_and_a_correction_goes_thro
 
 def test_the_cli_prints_one_line_and_a_fifo_never_hangs(warehouse, tmp_path, s1mig_home):
     write_drop(tmp_path / "first", "2020-07-30", tables())
-    run_cli("land", "--landing", str(tmp_path / "first"), "--date", "2020-07-30", check=True)
+    land.land(tmp_path / "first" / "2020-07-30", D30)  # the first drop: its landing is not under test
     landing = tmp_path / "landing"
     shutil.copytree(sound_correction(tmp_path), landing / "2020-07-30")
     _fifo(landing / "2020-07-30")
@@ -580,8 +580,8 @@ def test_the_first_drop_is_a_deliberate_choice(warehouse, tmp_path, monkeypatch,
     run_cli("land", "--undo", "2020-07-30", check=True)
     done = run_cli("land", "--landing", str(landing), "--date", "2020-07-29", "--first", check=True)
     assert "landed as the warehouse's first drop" in done.stdout
-    for day in ("2020-07-30", "2020-07-31"):
-        run_cli("land", "--landing", str(landing), "--date", day, check=True)
+    for day in (D30, D31):  # what follows the advice's commands (in this process: no command line start)
+        land.land(landing / day.isoformat(), day)
     with psycopg.connect(warehouse) as conn:
         current = conn.execute(
             "select drop_date from raw.drop_ledger where superseded_at is null order by 1"
