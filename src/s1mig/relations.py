@@ -5,9 +5,9 @@ dbt_project/dbt_project.yml): the ten report marts in schema marts, and in schem
 public_models the inputs the gate checks the marts against and the parties the export
 writes for (dbt_project/models/public/). Everything else dbt builds (staging,
 intermediate) is private to dbt and may change shape with any release: the gate
-(expectations/rules.py), the export and every other reader name the public models
-through this module only. Besides these, Python reads the tables it writes itself
-(raw.drop_ledger, audit.*). tests/test_public_relations.py checks this module against
+(expectations/rules.py, gate.py) and the export name the public models through this
+module only. Besides these, they read the tables Python writes itself (raw.drop_ledger,
+audit.*). tests/test_public_relations.py checks this module against
 dbt's manifest and fails when the gate or the export names any other relation.
 """
 
