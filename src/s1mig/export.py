@@ -79,6 +79,8 @@ class ExportedFile:
 def parties_at_end_of(conn: psycopg.Connection, report_date: dt.date) -> list[str]:
     """Every party with a version effective before the end of D (spec section 7), from
     the public model of the parties (s1mig.relations)."""
+    if db.scalar(conn, "select to_regclass(%s) is null", (relations.relation("parties"),)):
+        raise RuntimeError(f"{relations.relation('parties')} does not exist: run dbt build first")
     rows = conn.execute(
         sql.SQL(
             "select distinct party_id from {} "
