@@ -13,8 +13,11 @@ from pathlib import Path
 from s1mig_expectations.data_docs import make_offline
 from s1mig_expectations.rules import RULES, Rule
 
+from s1mig.relations import RELATIONS
+
 DATASOURCE = "s1mig_warehouse"
 ASSET = "s1mig_006"
+BATCH_MODEL = "s1mig_006"  # the mart GX validates ({batch} in every rule): a public model (s1mig.relations)
 SAMPLE_KEYS = 5
 
 
@@ -52,7 +55,8 @@ def _context(gx_root: Path):
     try:
         asset = datasource.get_asset(ASSET)
     except LookupError:
-        asset = datasource.add_table_asset(name=ASSET, table_name="s1mig_006", schema_name="marts")
+        schema, table = RELATIONS[BATCH_MODEL]
+        asset = datasource.add_table_asset(name=ASSET, table_name=table, schema_name=schema)
     try:
         batch_definition = asset.get_batch_definition("whole_table")
     except KeyError:

@@ -1,6 +1,13 @@
 """The reconciliation rules of spec section 6, one SQL query each that returns the
 unexpected rows for one report date. Each query's first columns identify the row (the
-keys shown in a blocking message)."""
+keys shown in a blocking message).
+
+The rules read dbt's public models only (the marts and the models of schema
+public_models), each written as the placeholder {model} that s1mig.relations names, and
+the tables Python writes itself (raw.drop_ledger, audit.*): never dbt's private staging or
+intermediate models (tests/test_public_relations.py). They stay independent of the models
+that build the marts: R3 recomputes the day's completions from the staged events and COF
+records that public_models exposes as they were staged."""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from s1mig.contract import LOCAL_TZ, REPORTS
+from s1mig.relations import with_relations
 
 
 @dataclass(frozen=True)
@@ -17,18 +25,20 @@ class Rule:
     severity: str  # "blocking" or "warning"
     description: str
     # SQL returning the unexpected rows; uses {batch} (the S1MIG-006 mart, which GX
-    # requires every query to name), {report_date} (a date literal) and {local_tz}
-    # (contract.LOCAL_TZ, the report day's time zone). A column named
-    # `record` is shown as the sample key; otherwise the row's values joined by "/".
+    # requires every query to name), {report_date} (a date literal), {local_tz}
+    # (contract.LOCAL_TZ, the report day's time zone) and {<model>} for every public
+    # model it reads (s1mig.relations). A column named `record` is shown as the sample
+    # key; otherwise the row's values joined by "/".
     sql: str
 
     def query(self, report_date: dt.date) -> str:
         # {batch} is left for GX to fill in; the date is a validated ISO date literal.
-        return _with_tz(self.sql).replace("{report_date}", f"date '{report_date.isoformat()}'")
+        return _expanded(self.sql).replace("{report_date}", f"date '{report_date.isoformat()}'")
 
 
-def _with_tz(sql: str) -> str:
-    return sql.replace("{local_tz}", LOCAL_TZ)
+def _expanded(sql: str) -> str:
+    """The public models' relations and the time zone written in."""
+    return with_relations(sql).replace("{local_tz}", LOCAL_TZ)
 
 
 # Rule 8's expectation per party, as at end of D from the history tables (not from the
@@ -39,12 +49,12 @@ def _with_tz(sql: str) -> str:
 # did not list it). Also read for the evidence (INHERITED_SQL).
 MIGRATED_BY_PARTY_CTES = """
 bounds as (select (({report_date} + 1)::timestamp at time zone '{local_tz}') as day_end),
--- the version in force at the end of D: through valid_to (staging's grain makes
+-- the version in force at the end of D: through valid_to (the versions' grain makes
 -- (installation_id, effective_from) unique), a scan without a sort of every version;
--- 010 finds it another way (the latest effective_from, int_installation_responsibilities_eod)
+-- 010 finds it another way (the latest effective_from)
 installations_at_end as (
     select i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
-    from staging.stg_dcc__installations as i, bounds
+    from {installation_versions} as i, bounds
     where i.effective_from < bounds.day_end and (i.valid_to is null or i.valid_to >= bounds.day_end)
 ),
 responsible as (
@@ -56,7 +66,7 @@ responsible as (
 ),
 successes as (
     select installation_id, array_agg(distinct party_id) as parties
-    from intermediate.int_attempt_completion_versions
+    from {attempt_completion_versions}
     where completion_status = 'Success'
       and valid_from <= {report_date} and (valid_to is null or valid_to > {report_date})
     group by installation_id
@@ -71,7 +81,7 @@ expected as (
 )"""
 
 # Per party: the installations counted as migrated in S1MIG-010 that it inherited.
-INHERITED_SQL = _with_tz(
+INHERITED_SQL = _expanded(
     "with "
     + MIGRATED_BY_PARTY_CTES
     + """
@@ -129,7 +139,7 @@ order by record
 with batch_scope as (select 1 from {batch} limit 1)
 select
     'drop ' || _drop_date || ' ' || _file_name || ' line ' || line_no || ': ' || reject_reason as record
-from intermediate.int_rejected_records
+from {rejected_records}
 where _drop_date <= {report_date}
 order by _drop_date, extract_name, line_no
 """,
@@ -148,7 +158,7 @@ with s006 as (
     where report_date = {report_date} and completion_status = 'Success'
 ),
 s001 as (
-    select installation_id, attempt_no, party_id from marts.s1mig_001
+    select installation_id, attempt_no, party_id from {s1mig_001}
     where report_date = {report_date}
 )
 select * from (
@@ -176,7 +186,7 @@ where report_date = {report_date}
   and not (
     (completion_status = 'Success' and completion_reason_code is null)
     or (completion_status = 'Failure'
-        and completion_reason_code in (select reason_code from reference.reason_codes)
+        and completion_reason_code in (select reason_code from {failure_reason_codes})
         and completion_reason_code !~ ',')
   )
 order by party_id, installation_id, attempt_no
@@ -199,22 +209,22 @@ with day as (
 -- an attempt completes on D only when a record timed on D comes true: every candidate
 -- has an event or a COF record in drop D (found by its index)
 candidates as (
-    select attempt_id from staging.stg_dcc__migration_events where _drop_date = {report_date}
+    select attempt_id from {migration_events} where _drop_date = {report_date}
     union
-    select attempt_id from staging.stg_dcc__cof_records where _drop_date = {report_date}
+    select attempt_id from {cof_records} where _drop_date = {report_date}
 ),
 parties as (
     select r.attempt_id, r.party_id, r.installation_id, r.attempt_no
-    from intermediate.int_attempt_responsibilities as r, day
+    from {attempt_responsibilities} as r, day
     where r.attempt_id = any(array(select attempt_id from candidates)) and r.scheduled_at < day.day_end
 ),
 events as (
-    select e.* from staging.stg_dcc__migration_events as e, day
+    select e.* from {migration_events} as e, day
     where e.attempt_id = any(array(select attempt_id from candidates)) and e.event_ts < day.day_end
 ),
 -- only the responsible parties' COF records count
 cofs as (
-    select c.* from staging.stg_dcc__cof_records as c
+    select c.* from {cof_records} as c
     inner join parties as p on p.attempt_id = c.attempt_id and p.party_id = c.party_id, day
     where c.attempt_id = any(array(select attempt_id from candidates)) and c.generated_at < day.day_end
 ),
@@ -307,10 +317,10 @@ with batch_scope as (select 1 from {batch} limit 1),
 p005 as (
     select party_id, sum(succeeded) as succeeded, sum(failed) as failed,
         sum(cumulative_succeeded) as cumulative_succeeded, sum(cumulative_failed) as cumulative_failed
-    from marts.s1mig_005 where report_date = {report_date} group by party_id
+    from {s1mig_005} where report_date = {report_date} group by party_id
 ),
 p001 as (
-    select party_id, count(*) as succeeded from marts.s1mig_001
+    select party_id, count(*) as succeeded from {s1mig_001}
     where report_date = {report_date} group by party_id
 ),
 p006 as (
@@ -325,7 +335,7 @@ first_drop as (
 previous as (
     select p.party_id, sum(p.cumulative_succeeded) as cumulative_succeeded,
         sum(p.cumulative_failed) as cumulative_failed
-    from marts.s1mig_005 as p
+    from {s1mig_005} as p
     where p.report_date = {report_date} - 1
       and exists (
         select 1 from (
@@ -351,7 +361,7 @@ daily as (
     select v.party_id,
         count(*) filter (where v.completion_status = 'Success') as succeeded,
         count(*) filter (where v.completion_status = 'Failure') as failed
-    from intermediate.int_attempt_completion_versions as v, first_drop
+    from {attempt_completion_versions} as v, first_drop
     where v.completed_on <= {report_date}
       and v.valid_from <= greatest(v.completed_on, first_drop.drop_date)
       and (v.valid_to is null or v.valid_to > greatest(v.completed_on, first_drop.drop_date))
@@ -398,7 +408,7 @@ order by record
         description="S1MIG-007 sum of failures per party = S1MIG-006 Failure rows per party",
         sql="""
 with p007 as (
-    select party_id, sum(failures) as failures from marts.s1mig_007
+    select party_id, sum(failures) as failures from {s1mig_007}
     where report_date = {report_date} group by party_id
 ),
 p006 as (
@@ -425,16 +435,16 @@ order by party_id
 with batch_scope as (select 1 from {batch} limit 1),
 end_of_d as (select (({report_date} + 1)::timestamp at time zone '{local_tz}') as instant),
 cof_files as (
-    select * from intermediate.int_cof_files
+    select * from {cof_files}
     where generated_at < (select instant from end_of_d)
 ),
 success_rows as (
-    select * from marts.s1mig_001 where report_date = {report_date}
+    select * from {s1mig_001} where report_date = {report_date}
 ),
 named_cof as (
     -- the COF records of the drops holding the files the day's 001 rows name, found
-    -- through int_cof_files: not every COF record of the history
-    select * from staging.stg_dcc__cof_records
+    -- through {cof_files}: not every COF record of the history
+    select * from {cof_records}
     where _drop_date = any(array(
         select f._drop_date from cof_files as f
         where f.cof_file_name in (select s.cof_file_name from success_rows as s)
@@ -482,7 +492,7 @@ signifiers as (
     select distinct c.party_id, c.cof_file_name, c.cof_counter, c.sec_party_signifier as cof_signifier,
         p.sec_party_signifier as party_signifier
     from cof_files as c
-    left join staging.stg_dcc__parties as p
+    left join {parties} as p
         on p.party_id = c.party_id and p.valid_from <= c.generated_at
         and (p.valid_to is null or c.generated_at < p.valid_to)
 ),
@@ -510,10 +520,10 @@ order by record
         sql="""
 with batch_scope as (select 1 from {batch} limit 1),
 r002 as (
-    select * from marts.s1mig_002 where report_date = {report_date}
+    select * from {s1mig_002} where report_date = {report_date}
 ),
 r003 as (
-    select party_id, ma_file_name, count(*) as rejected from marts.s1mig_003
+    select party_id, ma_file_name, count(*) as rejected from {s1mig_003}
     where report_date = {report_date} group by party_id, ma_file_name
 )
 select 'MA file ' || coalesce(r002.ma_file_name, r003.ma_file_name) || ': received '
@@ -543,7 +553,7 @@ with batch_scope as (select 1 from {batch} limit 1),
         + MIGRATED_BY_PARTY_CTES
         + """,
 actual as (
-    select party_id, sum(eligible_installations) as eligible, sum(migrated) as migrated from marts.s1mig_010
+    select party_id, sum(eligible_installations) as eligible, sum(migrated) as migrated from {s1mig_010}
     where report_date = {report_date} group by party_id
 )
 select 'party ' || party_id || ': 010 migrated ' || coalesce(actual.migrated, 0) || ' vs received '
@@ -557,7 +567,7 @@ union all
 select 'party ' || party_id || ' ' || cohort || '/' || group_id || ': categories sum to '
     || (migrated + excluded + awaiting_outcome + failed_outstanding + not_yet_attempted)
     || ', eligible_installations ' || eligible_installations
-from marts.s1mig_010
+from {s1mig_010}
 where report_date = {report_date}
   and migrated + excluded + awaiting_outcome + failed_outstanding + not_yet_attempted <> eligible_installations
 order by record
@@ -572,7 +582,7 @@ order by record
 with batch_scope as (select 1 from {batch} limit 1)
 select 'party ' || party_id || ' on ' || report_date || ': demand ' || demand || ', allocation '
     || allocation as record
-from marts.s1mig_004
+from {s1mig_004}
 where report_date = {report_date} and dmin_met = 'N'
 order by party_id
 """,
@@ -591,17 +601,17 @@ day_failures as (
     select attempt_id, 'FAIL event ' || event_id || ' (' || reason_code || ' at '
         || to_char(event_ts at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')' as what,
         null::text as party_id, (event_ts at time zone '{local_tz}')::date as record_date
-    from staging.stg_dcc__migration_events
+    from {migration_events}
     where _drop_date = {report_date} and outcome = 'FAIL'
     union all
     select attempt_id, 'FAILURE COF ' || cof_file_name || ' (' || reason_code || ' at '
         || to_char(generated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')',
         party_id, (generated_at at time zone '{local_tz}')::date
-    from staging.stg_dcc__cof_records
+    from {cof_records}
     where _drop_date = {report_date} and response = 'FAILURE'
 ),
 successes as (
-    select attempt_id, party_id, completed_on from intermediate.int_attempt_completion_versions
+    select attempt_id, party_id, completed_on from {attempt_completion_versions}
     where attempt_id = any(array(select attempt_id from day_failures))
       and completion_status = 'Success'
       and valid_from <= {report_date} and (valid_to is null or valid_to > {report_date})

@@ -9,7 +9,7 @@ import uuid
 import psycopg
 import pytest
 
-from s1mig import db, dbt, land, lease, pipeline
+from s1mig import db, dbt, land, lease, pipeline, relations
 from tests.support.drops import D30, build_handmade_landing
 from tests.support.exports import assert_exports_match_reference
 
@@ -38,6 +38,8 @@ def test_bi_role_reads_marts_and_nothing_else(warehouse, tmp_path):
             assert marts == [f"s1mig_{n:03d}" for n in range(1, 11)]
             for mart in marts:
                 bi.execute(f"select count(*) from marts.{mart}").fetchone()
+            for public in relations.PUBLIC_MODELS:  # the other public models, as the marts
+                bi.execute(f"select count(*) from {relations.relation(public)}").fetchone()
             for forbidden in (
                 "select * from raw.parties",
                 "select * from staging.stg_dcc__parties",

@@ -113,7 +113,7 @@ def _connect_hint(url: str, name: str) -> str:
 
 
 def cmd_bi_user(args: argparse.Namespace) -> int:
-    from s1mig import bi, db
+    from s1mig import bi, db, relations
 
     if args.action in ("add", "remove") and not args.name:
         return _err(f"s1mig bi-user {args.action} NAME: the name is missing")
@@ -125,9 +125,10 @@ def cmd_bi_user(args: argparse.Namespace) -> int:
     with db.connect(url, autocommit=True) as conn:
         if args.action == "add":
             password = bi.add(conn, args.name, args.connection_limit, db.bi_statement_timeout())
+            schemas = " and ".join(relations.SCHEMAS)
             print(
-                f"s1mig: BI user {args.name} created in {db.bi_role()}: reads schema marts of database "
-                f"{conn.info.dbname}, at most {args.connection_limit} sessions, statement_timeout "
+                f"s1mig: BI user {args.name} created in {db.bi_role()}: reads schemas {schemas} "
+                f"of database {conn.info.dbname}, at most {args.connection_limit} sessions, statement_timeout "
                 f"{db.bi_statement_timeout()}"
             )
             print(f"s1mig: password (shown this once, kept by nobody but PostgreSQL as a SCRAM verifier): {password}")

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from s1mig import config
+from s1mig import config, relations
 from s1mig.errors import ConfigInvalid, DatabaseUnreachable, S1migError
 
 log = logging.getLogger(__name__)
@@ -656,7 +656,8 @@ def bi_statement_timeout() -> str:
 
 def ensure_bi_role(conn: psycopg.Connection) -> None:
     """Create the read-only BI role (NOLOGIN: grant it to real BI users) if missing.
-    dbt grants it SELECT on every mart; it gets USAGE on the marts schema only, and
+    dbt grants it SELECT on every public model (the marts and public_models, s1mig.relations);
+    it gets USAGE on those two schemas only, and
     nothing that writes: no TEMP on the warehouse database (PostgreSQL grants TEMP to
     PUBLIC by default: revoked from PUBLIC there; the database owner, who runs dbt, the
     landing and the gate, keeps it), no CREATE on the database or on any schema. Its
@@ -672,8 +673,9 @@ def ensure_bi_role(conn: psycopg.Connection) -> None:
         exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("create role {} nologin").format(ident))
-        conn.execute("create schema if not exists marts")
-        conn.execute(sql.SQL("grant usage on schema marts to {}").format(ident))
+        for schema in relations.SCHEMAS:
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), ident))
         dbname, may_grant = one(
             conn,
             "select current_database(), (select rolsuper from pg_roles where rolname = current_user) "

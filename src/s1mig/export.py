@@ -56,7 +56,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from s1mig import db, evidence
+from s1mig import db, evidence, relations
 from s1mig.contract import LOCAL_TZ, REPORTS, Report
 from s1mig.errors import GateBlocked, S1migError
 
@@ -77,23 +77,29 @@ class ExportedFile:
 
 
 def parties_at_end_of(conn: psycopg.Connection, report_date: dt.date) -> list[str]:
-    """Every party with a version effective before the end of D (spec section 7)."""
+    """Every party with a version effective before the end of D (spec section 7), from
+    the public model of the parties (s1mig.relations)."""
+    if db.scalar(conn, "select to_regclass(%s) is null", (relations.relation("parties"),)):
+        raise RuntimeError(f"{relations.relation('parties')} does not exist: run dbt build first")
     rows = conn.execute(
-        "select distinct party_id from staging.stg_dcc__parties "
-        "where effective_from < ((%s::date + 1)::timestamp at time zone %s) order by party_id",
+        sql.SQL(
+            "select distinct party_id from {} "
+            "where effective_from < ((%s::date + 1)::timestamp at time zone %s) order by party_id"
+        ).format(relations.identifier("parties")),
         (report_date, LOCAL_TZ),
     ).fetchall()
     return [r[0] for r in rows]
 
 
 def _column_types(conn: psycopg.Connection, report: Report) -> dict[str, str]:
+    schema, name = relations.RELATIONS[report.model]
     cols = conn.execute(
         "select column_name, data_type from information_schema.columns "
-        "where table_schema = 'marts' and table_name = %s order by ordinal_position",
-        (report.model,),
+        "where table_schema = %s and table_name = %s order by ordinal_position",
+        (schema, name),
     ).fetchall()
     if not cols:
-        raise RuntimeError(f"mart marts.{report.model} does not exist: run dbt build first")
+        raise RuntimeError(f"mart {schema}.{name} does not exist: run dbt build first")
     return dict(cols)
 
 
@@ -162,7 +168,7 @@ def mart_side(conn: psycopg.Connection, report_date: dt.date, parties: list[str]
     rows: dict[str, int] = {}
     strangers: dict[str, tuple[int, list[tuple[str | None, int]]]] = {}
     for report in REPORTS:
-        table = sql.Identifier("marts", report.model)
+        table = relations.identifier(report.model)
         outside = sql.SQL("(party_id is null or not party_id = any(%(parties)s))")
         params = {"d": report_date, "parties": parties}
         total, outsiders = db.one(
@@ -534,7 +540,7 @@ def _write(report_date: dt.date, out: Path, tmp: Path, url: str | None, run_id: 
                 rel = f"{party}/{report.report_id}_{party}_{compact}.csv"
                 query = sql.SQL("select {} from {} where report_date = {} and party_id = {} order by {}").format(
                     selects[report.report_id],
-                    sql.Identifier("marts", report.model),
+                    relations.identifier(report.model),
                     sql.Literal(report_date),
                     sql.Literal(party),
                     sql.SQL(", ").join(_sort_key(selects_types[report.report_id], c) for c in report.key),

@@ -7,9 +7,10 @@ import datetime as dt
 import logging
 import os
 
+from s1mig_expectations.checkpoint import BATCH_MODEL
 from s1mig_expectations.rules import INHERITED_SQL, RULES, Rule
 
-from s1mig import breaks, config, db
+from s1mig import breaks, config, db, relations
 from s1mig.errors import GateBlocked
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _date_sql(report_date: dt.date) -> str:
 def warning_instances(conn, rule: Rule, report_date: dt.date) -> list[str]:
     """Every row a warning rule finds on D (the checkpoint keeps only a sample): the
     instances of the break register. Warning rules read the day's rows only."""
-    query = rule.query(report_date).replace("{batch}", "marts.s1mig_006")
+    query = rule.query(report_date).replace("{batch}", relations.relation(BATCH_MODEL))
     return [r[0] for r in conn.execute(f"select record::text from ({query}) as found")]
 
 
