@@ -1,16 +1,41 @@
-{#- The report date D as a SQL date literal. Fails loudly when not given, rather than
-    silently building some other day. -#}
-{% macro report_date() -%}
+{#- The report date D as 'YYYY-MM-DD'. The pipeline gives it in the environment
+    (S1MIG_REPORT_DATE), read only when dbt executes: dbt's partial parsing then keeps the
+    parsed project from one date to the next (a new `--vars` value makes dbt parse the
+    whole project again, several seconds a build). `--vars '{report_date: D}'` still works
+    and wins (by hand, and the unit tests' overrides). Fails loudly when neither is given,
+    rather than silently building some other day. -#}
+{% macro report_date_value() -%}
     {%- set d = var('report_date') -%}
-    {%- if d is none -%}
-        {%- if execute -%}
+    {%- if d is none and execute -%}
+        {%- set d = env_var('S1MIG_REPORT_DATE', '') or none -%}
+        {%- if d is none -%}
             {{ exceptions.raise_compiler_error(
-                "var report_date is required: dbt build --vars '{report_date: YYYY-MM-DD}'"
+                "the report date is required: S1MIG_REPORT_DATE=YYYY-MM-DD, or dbt build --vars '{report_date: YYYY-MM-DD}'"
             ) }}
         {%- endif -%}
-        {%- set d = '1970-01-01' -%}
     {%- endif -%}
-    date '{{ d }}'
+    {{- d if d is not none else '1970-01-01' -}}
+{%- endmacro %}
+
+{#- The report date D as a SQL date literal. -#}
+{% macro report_date() -%}
+    date '{{ report_date_value() }}'
+{%- endmacro %}
+
+{#- A data test's `where` config is rendered when dbt parses the project, before the date
+    is known: it says __report_date__ where it means D, replaced here when the test runs
+    (dbt's own get_where_subquery, with that one substitution). -#}
+{% macro default__get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}
+        {%- set where = where | replace('__report_date__', report_date()) -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Start and end of local day D (var local_tz: Europe/London) as timestamptz: t is in D when
