@@ -106,5 +106,6 @@ def built_warehouse(server_url: str, landing_root: Path, run_id: str) -> Iterato
     build_handmade_landing(landing_root)
     with copy_of(server_url, template) as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("S1MIG_DATABASE_URL", url)
+        mp.setenv("S1MIG_GX_URL", "")  # the gate sets it in this process: put back at the end
         pipeline.gate_step(D30, run_id, url)
         yield url
