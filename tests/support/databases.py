@@ -14,11 +14,16 @@ from s1mig import config, db
 
 
 @contextmanager
-def fresh_database(server_url: str, name: str | None = None) -> Iterator[str]:
-    """A brand-new, empty database on the test server (dropped afterwards); its URL."""
+def fresh_database(server_url: str, name: str | None = None, template: str | None = None) -> Iterator[str]:
+    """A brand-new database on the test server, empty or a copy of `template` (dropped
+    afterwards); its URL."""
     name = name or f"s1mig_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
+        if template:  # a template must have no sessions: end those a build left (a pooled connection)
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (template,))
+            conn.execute(f'create database "{name}" template "{template}"')
+        else:
+            conn.execute(f'create database "{name}"')
     try:
         yield _database_url(server_url, name)
     finally:
@@ -78,21 +83,6 @@ def drop_templates(server_url: str) -> None:
 
 
 @contextmanager
-def copy_of(server_url: str, template: str) -> Iterator[str]:
-    """A new database copied from `template` (dropped afterwards); its URL."""
-    name = f"s1mig_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        # a template must have no sessions: end those a build left (e.g. a pooled connection)
-        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (template,))
-        conn.execute(f'create database "{name}" template "{template}"')
-    try:
-        yield _database_url(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-@contextmanager
 def built_warehouse(server_url: str, landing_root: Path, run_id: str) -> Iterator[str]:
     """A warehouse with the hand-made 2020-07-30 drop landed and built (a copy of the
     session's template), written to `landing_root` too, and gated under `run_id`
@@ -104,7 +94,7 @@ def built_warehouse(server_url: str, landing_root: Path, run_id: str) -> Iterato
         server_url, "handmade_d30", lambda url: _handmade_d30(url, config.home() / "templates" / "handmade_d30")
     )
     build_handmade_landing(landing_root)
-    with copy_of(server_url, template) as url, pytest.MonkeyPatch.context() as mp:
+    with fresh_database(server_url, template=template) as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("S1MIG_DATABASE_URL", url)
         mp.setenv("S1MIG_GX_URL", "")  # the gate sets it in this process: put back at the end
         pipeline.gate_step(D30, run_id, url)
