@@ -16,12 +16,11 @@ shown, recorded and in the evidence, the export published)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from s1mig import lease, pipeline, release, run_tasks
+from s1mig import pipeline
 from s1mig.errors import GateBlocked
 from tests.support.cli import run_cli
 from tests.support.databases import built_warehouse
@@ -161,27 +160,6 @@ def _gate_results(url: str, run_id: str | None = None) -> dict[str, tuple[str, i
     return {r: (s, c, list(k)) for r, s, c, k in rows}
 
 
-# what `s1mig run --skip land,dbt_build` runs under the lease: the gate and everything after it
-AFTER_BUILD = run_tasks.LEASED[run_tasks.LEASED.index("reconciliation_gate") :]
-
-
-def _run_after_build(landing: Path, out: Path, url: str, run_id: str) -> None:
-    """The leased tasks after the build, then publish, as the DAG runs them for `s1mig run
-    --skip land,dbt_build` (pipeline.run_direct without land and dbt_build): the same step
-    functions, the run's lease held, the export in the run's pending area until published,
-    and that area discarded when a step fails."""
-    pending = release.pending_root(out, run_id)
-    run = pipeline.Run(landing, D30, out, url, run_id, pending)
-    with lease.held(url, run_id, D30, "direct"):
-        try:
-            for name in AFTER_BUILD:
-                pipeline.STEPS[name](run)
-            pipeline.publish_step(D30, out, url, run_id, pending, release.auto_release())
-        except BaseException:
-            release.discard(pending)
-            raise
-
-
 def test_each_blocking_rule_stops_the_export(server_url, tmp_path, monkeypatch):
     landing, out = tmp_path / "landing", tmp_path / "out"
     day = D30.isoformat()
@@ -197,7 +175,7 @@ def test_each_blocking_rule_stops_the_export(server_url, tmp_path, monkeypatch):
             with psycopg.connect(url) as conn:
                 conn.execute(tamper)
             with pytest.raises(GateBlocked) as blocked:
-                _run_after_build(landing, out, url, run_id)
+                pipeline.run_direct(landing, D30, out, run_id=run_id, skip=("land", "dbt_build"))
             message = str(blocked.value)
             assert message.startswith(f"gate blocked export of {day}: {rule_id} "), message
             assert not (out / day).exists(), rule_id

@@ -138,12 +138,19 @@ assert tuple(STEPS) == run_tasks.LEASED, "pipeline.STEPS follows run_tasks.LEASE
 
 
 def run_direct(
-    landing: Path, report_date: dt.date, out: Path, run_id: str | None = None, wait: float | None = None
+    landing: Path,
+    report_date: dt.date,
+    out: Path,
+    run_id: str | None = None,
+    wait: float | None = None,
+    skip: tuple[str, ...] = (),
 ) -> str:
-    """All the steps in this process, without Airflow (benchmarks, debugging), holding the
-    warehouse's run lease around them like the DAG does (waiting at most `wait` seconds,
-    default S1MIG_LEASE_WAIT, while another run holds it). Nobody can approve a release
-    here: it refuses to run when four-eyes release is on, and auto-releases otherwise."""
+    """All the steps in this process, without Airflow (benchmarks, debugging, the tests' long
+    scenarios), holding the warehouse's run lease around them like the DAG does (waiting at
+    most `wait` seconds, default S1MIG_LEASE_WAIT, while another run holds it); the leased
+    tasks in `skip` are not run, as with `s1mig run --skip` (e.g. land, dbt_build). Nobody
+    can approve a release here: it refuses to run when four-eyes release is on, and
+    auto-releases otherwise."""
     from s1mig import db, lease, release
     from s1mig.errors import S1migError
 
@@ -159,6 +166,8 @@ def run_direct(
     with lease.held(url, run_id, report_date, "direct", wait=wait, echo=log.info):
         try:
             for name in run_tasks.LEASED:
+                if name in skip:
+                    continue
                 result = STEPS[name](run)
                 if name == "land":
                     run = replace(run, land_status=result["status"])  # type: ignore[index]
