@@ -249,7 +249,9 @@ def test_a_server_that_dies_during_the_run(tmp_path):
         stderr = cli.stderr.read()
         proc = subprocess.CompletedProcess(args, cli.returncode, "".join(seen), stderr)
         line = _one_line(proc)
-        assert took < 30, f"the run took {took:.0f} s to give up"
+        # no retry (a retry would come 20 minutes later; s1mig run has none): a bound that says
+        # so on a loaded machine too, not a performance figure
+        assert took < 90, f"the run took {took:.0f} s to give up"
         socket_file = f"{db.url_parts(url)['host']}/.s.PGSQL.{db.url_parts(url)['port']}"
         assert f"cannot be reached at socket {socket_file}" in line, line
         assert "exit code" not in line
