@@ -217,7 +217,8 @@ def clean_env() -> dict[str, str]:
     """This process's environment without any s1mig / Airflow / libpq setting that could
     point a child at someone else's data."""
     drop_prefixes = ("S1MIG_", "AIRFLOW_", "AIRFLOW__", "PG", "DBT_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
+    keep = ("S1MIG_PG_TUNING",)  # the benchmark server's settings (s1mig.db.server_settings): a contender
+    return {k: v for k, v in os.environ.items() if k in keep or not k.startswith(drop_prefixes)}
 
 
 class Server:

@@ -143,6 +143,10 @@
         {#- `this` is none in a unit test -#}
         {{ return(none) }}
     {%- endif -%}
+    {%- if not run_query("select to_regclass('" ~ report_state_log() ~ "') is not null").columns[0].values()[0] -%}
+        {#- compiled without the on-run-start hooks that create the log (dbt compile) -#}
+        {{ return(none) }}
+    {%- endif -%}
     {%- set delta_of = config.get('delta_of') or [] -%}
     {%- set plan_query -%}
         select
