@@ -132,7 +132,7 @@ def run_figures(args: argparse.Namespace, root: Path, server: Server, report: Re
             population = (big, small)
         # the same day on both: the scale's volume, at most a twentieth of the small population
         # a day (the first drop carries a week of history, which the small one must hold)
-        volume = min(scale.daily_volume, min(population) / 20)
+        volume = float(min(scale.daily_volume, min(population) / 20))
         with stage(f"B7 population ({population[0]:,} vs {population[1]:,} installations, {volume:g} a day)"):
             population_bench.run(root, server, report, START, population, volume, scale.run_cap)
     if not only & {"B2", "B3", "B4", "B5", "C1"}:
