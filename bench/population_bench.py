@@ -3,7 +3,8 @@
 Two landings from the product generator, the same start, days (2) and daily volume (MA
 requests a day; the first drop carries the same week of history), one with `big`
 installations and one with `small`. Each gets its own database: day 1 (the history)
-landed and built by the direct pipeline, untimed; then day 2, the daily run timed (land,
+landed and built, and the gate's own state brought to its end (untimed; the day-1 gate
+itself is skipped, below); then day 2, the daily run timed (land,
 dbt build, gate, export, summary: s1mig.pipeline.run_direct in a child process). The
 ratio is day 2 on the big population over day 2 on the small one: a daily run whose
 cost follows the day's changes, not the population, stays near 1. The small contender
@@ -38,8 +39,16 @@ def _contender(
     env = home.env(url)
     out = home.path / "exports"
     day1, day2 = start.isoformat(), (start + dt.timedelta(days=1)).isoformat()
-    cmd = child_cmd("direct", "--landing", str(landing), "--date", day1, "--out", str(out))
-    run_measured(f"B7 {installations:,}: day 1 ({day1}) landed and built", cmd, env, home.logs("day1.log"), cap).check()
+    # day 1: landed and built, and the gate's own state brought to its end, as the day-1 run
+    # leaves them (its gate itself is not run: rule R3 on a first drop carrying a week of
+    # history plans a nested loop over that week's attempts and takes minutes)
+    for step, cmd in (
+        ("landed", child_cmd("land", "--landing", str(landing), "--date", day1)),
+        ("built", child_cmd("dbt", "--date", day1)),
+        ("gate state", child_cmd("gate-state", "--date", day1)),
+    ):
+        label = f"B7 {installations:,}: day 1 ({day1}) {step}"
+        run_measured(label, cmd, env, home.logs(f"day1-{step.replace(' ', '-')}.log"), cap).check()
     cmd = child_cmd("direct", "--landing", str(landing), "--date", day2, "--out", str(out))
     m = run_measured(f"B7 {installations:,}: day 2 ({day2}), the daily run", cmd, env, home.logs("day2.log"), cap)
     server.drop(name)

@@ -4,7 +4,9 @@ from the date last built to the run's date by recomputing only the installations
 state can differ between the two, and the counts by the delta of those rows. They must
 hold exactly what a whole build holds: day after day, for an earlier date restated
 after a later one, for the same date built again, and after a correction of an earlier
-drop (which builds them whole)."""
+drop (which builds them whole). Gate rule R8's expectation, which the gate keeps moved
+the same way on its own (expectations/migrated_state.py), must equal the same counts
+computed from every installation."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import datetime as dt
 
 import psycopg
 import pytest
+from s1mig_expectations import migrated_state
+from s1mig_expectations.rules import MIGRATED_BY_PARTY_CTES
 
 from tests.support.cli import run_cli
 from tests.support.drops import refresh_manifest
@@ -48,6 +52,53 @@ def _fingerprints(url: str, day: dt.date) -> dict[str, tuple]:
     return out
 
 
+# R8's expectation per party computed from every installation, as the gate did before it
+# kept it moved (the version in force at the end of D through valid_to, the Successes in
+# force at the end of D and the parties they listed).
+WHOLE_EXPECTATION = """
+with bounds as (select ((%(day)s::date + 1)::timestamp at time zone 'Europe/London') as day_end),
+installations_at_end as (
+    select i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
+    from staging.stg_dcc__installations as i, bounds
+    where i.effective_from < bounds.day_end and (i.valid_to is null or i.valid_to >= bounds.day_end)
+),
+responsible as (
+    select installation_id, elec_supplier_id as party_id from installations_at_end
+    where mpan is not null and elec_supplier_id is not null and eligible_from <= %(day)s
+    union
+    select installation_id, gas_supplier_id from installations_at_end
+    where mprn is not null and gas_supplier_id is not null and eligible_from <= %(day)s
+),
+successes as (
+    select installation_id, array_agg(distinct party_id) as parties
+    from intermediate.int_attempt_completion_versions
+    where completion_status = 'Success' and valid_from <= %(day)s and (valid_to is null or valid_to > %(day)s)
+    group by installation_id
+)
+select r.party_id, count(*),
+    count(*) filter (where r.party_id = any(s.parties)),
+    count(*) filter (where s.installation_id is not null and not r.party_id = any(s.parties))
+from responsible as r left join successes as s using (installation_id)
+group by r.party_id order by r.party_id
+"""
+
+
+def _assert_gate_expectation(url: str, day: dt.date, how: str) -> None:
+    """The gate moves R8's expectation to `day` (`how`: moved from R or recomputed) and
+    it equals the whole computation."""
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            assert migrated_state.move(conn, day) == how
+        held = conn.execute(
+            "with "
+            + MIGRATED_BY_PARTY_CTES.replace("{report_date}", "%(day)s")
+            + " select party_id, eligible, received, inherited from expected order by party_id",
+            {"day": day},
+        ).fetchall()
+        whole = conn.execute(WHOLE_EXPECTATION, {"day": day}).fetchall()
+    assert held == whole and sum(row[2] + row[3] for row in whole) > 0, (held, whole)
+
+
 def _moved_from(url: str) -> dict[str, dt.date | None]:
     """Per state: the date it was moved from in its last build (None: built whole)."""
     with psycopg.connect(url) as conn:
@@ -78,17 +129,21 @@ def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_p
     # day after day: each state moved from the day before
     assert _moved_from(warehouse) == dict.fromkeys(STATES, days[1])
     _assert_whole_build_holds_the_same(warehouse, days[2])
+    _assert_gate_expectation(warehouse, days[1], "recomputed")
+    _assert_gate_expectation(warehouse, days[2], f"moved from {days[1]}")
 
     # an earlier date restated after a later one: moved backwards
     _build(days[0])
     assert _moved_from(warehouse) == dict.fromkeys(STATES, days[2])
     _assert_whole_build_holds_the_same(warehouse, days[0])
+    _assert_gate_expectation(warehouse, days[0], f"moved from {days[2]}")
 
     # forward again, then the same date built again (nothing to move)
     _build(days[2])
     _build(days[2])
     assert _moved_from(warehouse) == dict.fromkeys(STATES, days[2])
     _assert_whole_build_holds_the_same(warehouse, days[2])
+    _assert_gate_expectation(warehouse, days[2], f"moved from {days[0]}")
     before = _fingerprints(warehouse, days[2])
 
     # a correction of day 2 after day 3 was built: an installation of the base gains a
@@ -111,6 +166,7 @@ def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_p
     _build(days[2])
     assert _moved_from(warehouse) == dict.fromkeys(STATES, None)
     _assert_whole_build_holds_the_same(warehouse, days[2])
+    _assert_gate_expectation(warehouse, days[2], "recomputed")
     corrected = _fingerprints(warehouse, days[2])
     assert corrected["int_installation_responsibilities_eod"] != before["int_installation_responsibilities_eod"]
 
@@ -119,3 +175,4 @@ def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_p
     _build(days[3])
     assert _moved_from(warehouse) == dict.fromkeys(STATES, days[2])
     _assert_whole_build_holds_the_same(warehouse, days[3])
+    _assert_gate_expectation(warehouse, days[3], f"moved from {days[2]}")
