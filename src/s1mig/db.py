@@ -98,7 +98,8 @@ def _embedded_url() -> str:
                 f"the embedded PostgreSQL in {_pgdata()} did not start ({type(exc).__name__}): see its log "
                 f"{_pgdata() / 'log'}"
             ) from exc
-        if fresh and listen is not None:  # the wheel started the new server on the socket only
+        if fresh and (listen is not None or server_settings()):
+            # the wheel started the new server on the socket only, with PostgreSQL's defaults
             _stop_locked()
             _start_listening(listen)
         running = embedded_listening()
