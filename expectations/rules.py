@@ -193,11 +193,15 @@ events as (
     select e.* from staging.stg_dcc__migration_events as e, day
     where e.attempt_id = any(array(select attempt_id from candidates)) and e.event_ts < day.day_end
 ),
--- only the responsible parties' COF records count
+-- only the responsible parties' COF records count (the responsibility looked up per record
+-- through its index: joined to the CTE parties, which the planner sizes at a few rows, it
+-- nested a scan of every candidate's party in a scan of every COF record)
 cofs as (
     select c.* from staging.stg_dcc__cof_records as c
-    inner join parties as p on p.attempt_id = c.attempt_id and p.party_id = c.party_id, day
+    inner join intermediate.int_attempt_responsibilities as p
+        on p.attempt_id = c.attempt_id and p.party_id = c.party_id, day
     where c.attempt_id = any(array(select attempt_id from candidates)) and c.generated_at < day.day_end
+        and p.scheduled_at < day.day_end
 ),
 failures as (
     select attempt_id, event_ts as failed_at, step_no, 0 as kind, event_id as tie, reason_code
