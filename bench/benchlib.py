@@ -217,7 +217,10 @@ def clean_env() -> dict[str, str]:
     """This process's environment without any s1mig / Airflow / libpq setting that could
     point a child at someone else's data."""
     drop_prefixes = ("S1MIG_", "AIRFLOW_", "AIRFLOW__", "PG", "DBT_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
+    # kept: the first-drop rule of throw-away warehouses (above) and the server's settings
+    # (s1mig.db.server_settings; S1MIG_PG_TUNING=off measures PostgreSQL's defaults)
+    keep = ("S1MIG_FIRST_DROP", "S1MIG_PG_TUNING")
+    return {k: v for k, v in os.environ.items() if k in keep or not k.startswith(drop_prefixes)}
 
 
 class Server:

@@ -1,10 +1,11 @@
 """s1mig benchmarks (`make bench`): B1 landing, B2 incremental, B3 orchestration, B4 gate,
-B5 export and the cosmos comparison (C1), each a ratio of two contenders measured side
+B5 export, B7 population and the cosmos comparison (C1), each a ratio of two contenders measured side
 by side in this one run, printed as `B<n> <name> ratio=<x> target=<y> PASS|FAIL`.
 
     .venv/bin/python bench/run.py                  # small scale, under 15 minutes (about 8 here)
     .venv/bin/python bench/run.py --scale full     # 1M/10M-row drops, ~200,000 attempts a day (about 2 hours)
     .venv/bin/python bench/run.py --only B1,B5     # a subset
+    .venv/bin/python bench/run.py --only B7 --population 3000000,300000   # B7 at two other sizes
     .venv/bin/python bench/run.py --national       # B6: 15M installations, per-stage times (long)
     .venv/bin/python bench/run.py --profile        # where the daily run's time goes + tuning proposals
     .venv/bin/python bench/run.py --profile --only P2,P4   # a part of it
@@ -28,7 +29,7 @@ import benchlib
 from benchlib import Report, Server, progress, stage
 
 START = dt.date(2020, 7, 31)  # MRR v3.0 effective date; the generator adds a week of history
-FIGURES = ("B1", "B2", "B3", "B4", "B5", "C1")
+FIGURES = ("B1", "B2", "B3", "B4", "B5", "B7", "C1")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Scale:
     run_cap: float  # seconds: a daily run that takes longer is stopped (setup, B3, B4, C1)
     b2_cap: float  # seconds: the last-day run of B2 is stopped here (then its ratio is a lower bound)
     export_rows: tuple[int, int]  # B5 mart rows of one date, a factor of ten apart
+    population: tuple[int, int]  # B7 installations: the same daily volume on top of each
 
 
 SCALES = {
@@ -55,6 +57,7 @@ SCALES = {
         run_cap=600,
         b2_cap=300,
         export_rows=(100_000, 1_000_000),
+        population=(1_000_000, 100_000),
     ),
     "full": Scale(
         name="full",
@@ -66,6 +69,7 @@ SCALES = {
         run_cap=6 * 3600,
         b2_cap=6 * 3600,
         export_rows=(1_000_000, 10_000_000),
+        population=(15_000_000, 1_000_000),
     ),
 }
 
@@ -82,6 +86,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--landing-cache",
         type=Path,
         help="keep generated landings in this folder and reuse them (same parameters and generator source)",
+    )
+    parser.add_argument(
+        "--population",
+        help="B7: BIG,SMALL installations under the same daily volume (default: the scale's, "
+        "1000000,100000 small and 15000000,1000000 full)",
     )
     parser.add_argument("--national", action="store_true", help="B6 only: national scale, per-stage times")
     parser.add_argument("--profile", action="store_true", help="where the time goes, and the tuning proposals")
@@ -111,6 +120,21 @@ def run_figures(args: argparse.Namespace, root: Path, server: Server, report: Re
     if "B1" in only:
         with stage("B1 landing"):
             landing_bench.run(root, server, report, scale.land_rows, scale.land_rounds, START)
+    if "B7" in only:
+        import population_bench
+
+        population = scale.population
+        if args.population:
+            try:
+                big, small = (int(n.replace("_", "")) for n in args.population.split(","))
+            except ValueError:
+                raise SystemExit("--population must be BIG,SMALL installations, e.g. 3000000,300000") from None
+            population = (big, small)
+        # the same day on both: the scale's volume, at most a twentieth of the small population
+        # a day (the first drop carries a week of history, which the small one must hold)
+        volume = float(min(scale.daily_volume, min(population) / 20))
+        with stage(f"B7 population ({population[0]:,} vs {population[1]:,} installations, {volume:g} a day)"):
+            population_bench.run(root, server, report, START, population, volume, scale.run_cap)
     if not only & {"B2", "B3", "B4", "B5", "C1"}:
         return
     with stage("daily landing and base (day 1 built)"):

@@ -41,43 +41,24 @@ def _expanded(sql: str) -> str:
     return with_relations(sql).replace("{local_tz}", LOCAL_TZ)
 
 
-# Rule 8's expectation per party, as at end of D from the history tables (not from the
-# "as at end of D" models, which hold the last date built): the installations each party
-# is responsible for at end of D with eligible_from <= D (the installation version with
-# the latest effective_from before the end of D), those it received in a 001 row (a
-# Success listing it, on or before D) and those it inherited (migrated by a Success that
-# did not list it). Also read for the evidence (INHERITED_SQL).
+# Rule 8's expectation per party as at end of D, derived by the gate on its own from the
+# history tables (not from the models 010 is built from): the installations each party is
+# responsible for at end of D with eligible_from <= D (the installation version in force
+# at the end of D, found through valid_to; 010 takes the latest effective_from), those it
+# received in a 001 row (a Success listing it, on or before D) and those it inherited
+# (migrated by a Success that did not list it). The gate keeps these counts moved by the
+# day's changes (migrated_state.py: audit.gate_migrated_by_party, as at the end of the date
+# in audit.gate_migrated_state, moved before the checkpoint). Also read for the evidence
+# (INHERITED_SQL).
 MIGRATED_BY_PARTY_CTES = """
-bounds as (select (({report_date} + 1)::timestamp at time zone '{local_tz}') as day_end),
--- the version in force at the end of D: through valid_to (the versions' grain makes
--- (installation_id, effective_from) unique), a scan without a sort of every version;
--- 010 finds it another way (the latest effective_from)
-installations_at_end as (
-    select i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
-    from {installation_versions} as i, bounds
-    where i.effective_from < bounds.day_end and (i.valid_to is null or i.valid_to >= bounds.day_end)
-),
-responsible as (
-    select installation_id, elec_supplier_id as party_id from installations_at_end
-    where mpan is not null and elec_supplier_id is not null and eligible_from <= {report_date}
-    union
-    select installation_id, gas_supplier_id from installations_at_end
-    where mprn is not null and gas_supplier_id is not null and eligible_from <= {report_date}
-),
-successes as (
-    select installation_id, array_agg(distinct party_id) as parties
-    from {attempt_completion_versions}
-    where completion_status = 'Success'
-      and valid_from <= {report_date} and (valid_to is null or valid_to > {report_date})
-    group by installation_id
-),
 expected as (
-    select r.party_id, count(*) as eligible,
-        count(*) filter (where r.party_id = any(s.parties)) as received,
-        count(*) filter (where s.installation_id is not null and not r.party_id = any(s.parties)) as inherited
-    from responsible as r
-    left join successes as s using (installation_id)
-    group by r.party_id
+    select party_id,
+        sum(installations) as eligible,
+        coalesce(sum(installations) filter (where kind = 'received'), 0) as received,
+        coalesce(sum(installations) filter (where kind = 'inherited'), 0) as inherited
+    from audit.gate_migrated_by_party
+    where eligible_from <= {report_date}
+    group by party_id
 )"""
 
 # Per party: the installations counted as migrated in S1MIG-010 that it inherited.
@@ -222,11 +203,15 @@ events as (
     select e.* from {migration_events} as e, day
     where e.attempt_id = any(array(select attempt_id from candidates)) and e.event_ts < day.day_end
 ),
--- only the responsible parties' COF records count
+-- only the responsible parties' COF records count (the responsibility looked up per record
+-- through its index: joined to the CTE parties, which the planner sizes at a few rows, it
+-- nested a scan of every candidate's party in a scan of every COF record)
 cofs as (
     select c.* from {cof_records} as c
-    inner join parties as p on p.attempt_id = c.attempt_id and p.party_id = c.party_id, day
+    inner join {attempt_responsibilities} as p
+        on p.attempt_id = c.attempt_id and p.party_id = c.party_id, day
     where c.attempt_id = any(array(select attempt_id from candidates)) and c.generated_at < day.day_end
+        and p.scheduled_at < day.day_end
 ),
 failures as (
     select attempt_id, event_ts as failed_at, step_no, 0 as kind, event_id as tie, reason_code
@@ -570,6 +555,10 @@ select 'party ' || party_id || ' ' || cohort || '/' || group_id || ': categories
 from {s1mig_010}
 where report_date = {report_date}
   and migrated + excluded + awaiting_outcome + failed_outstanding + not_yet_attempted <> eligible_installations
+union all
+select 'the gate holds its expectation as at the end of '
+    || coalesce((select report_date::text from audit.gate_migrated_state), 'no date') || ', not of the report date'
+where not exists (select 1 from audit.gate_migrated_state where report_date = {report_date})
 order by record
 """,
     ),

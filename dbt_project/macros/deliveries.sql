@@ -21,6 +21,7 @@
         landed_at timestamptz not null,
         primary key (model_name, drop_date)
     );
+    {{ create_report_state_log() }};
 {%- endmacro %}
 
 {#- is_incremental() as in dbt, true in the delivery materializations too: the model's
@@ -37,7 +38,7 @@
     {{ return(
         relation is not none
         and relation.type == 'table'
-        and model.config.materialized in ('incremental', 'delivery_staging', 'delivery_history')
+        and model.config.materialized in ('incremental', 'delivery_staging', 'delivery_history', 'report_state')
         and not should_full_refresh()
     ) }}
 {%- endmacro %}

@@ -83,3 +83,17 @@
 {% macro max_failed_attempts() -%}
     {{ var('max_failed_attempts') }}
 {%- endmacro %}
+
+{#- The S1MIG-010 category of an installation from its state as at end of D (`states`: a
+    relation of int_installation_status_eod's columns; no row = not yet attempted). First
+    match wins: migrated > excluded > awaiting_outcome > failed_outstanding >
+    not_yet_attempted. -#}
+{% macro progress_category(states) -%}
+    case
+        when {{ states }}.has_success then 'migrated'
+        when {{ states }}.exclusion_category is not null then 'excluded'
+        when {{ states }}.has_awaiting_outcome then 'awaiting_outcome'
+        when {{ states }}.failed_attempts > 0 then 'failed_outstanding'
+        else 'not_yet_attempted'
+    end
+{%- endmacro %}

@@ -98,7 +98,8 @@ def _embedded_url() -> str:
                 f"the embedded PostgreSQL in {_pgdata()} did not start ({type(exc).__name__}): see its log "
                 f"{_pgdata() / 'log'}"
             ) from exc
-        if fresh and listen is not None:  # the wheel started the new server on the socket only
+        if fresh and (listen is not None or server_settings()):
+            # the wheel started the new server on the socket only, with PostgreSQL's defaults
             _stop_locked()
             _start_listening(listen)
         running = embedded_listening()
@@ -287,6 +288,37 @@ def _log_tail_reason(log_file: Path, since: int) -> str:
     return reason[:200]
 
 
+def server_settings() -> dict[str, str]:
+    """The embedded server's resource settings, sized to this machine (docs/performance.md,
+    "PostgreSQL settings"): the wheel's defaults (shared_buffers 128 MB, work_mem 4 MB,
+    max_wal_size 1 GB, no parallel maintenance) are sized for a laptop sharing its memory.
+    On the reference machine (2 cores, 24 GB): shared_buffers 3 GB (1/8 of the memory: the
+    rest is the kernel's page cache, which effective_cache_size tells the planner about),
+    work_mem 64 MB (a query's sorts and hashes, and the bitmaps of `= any(array(...))`
+    lookups, stay exact in memory; two dbt threads with a few such nodes each stay far
+    below the memory), maintenance_work_mem 768 MB (index builds of full rebuilds),
+    max_wal_size 8 GB (a national build writes gigabytes: fewer forced checkpoints), one
+    parallel worker per two cores. S1MIG_PG_TUNING=off keeps PostgreSQL's defaults.
+    Shared memory is only touched as it is used, so small warehouses (tests) stay small."""
+    if os.environ.get("S1MIG_PG_TUNING", "").strip().lower() in ("off", "0", "no", "false"):
+        return {}
+    try:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        return {}
+    cores = os.cpu_count() or 1
+    workers = max(cores // 2, 1)
+    return {
+        "shared_buffers": f"{min(max(memory_mb // 8, 128), 8192)}MB",
+        "effective_cache_size": f"{max(memory_mb // 2, 512)}MB",
+        "work_mem": f"{min(max(memory_mb // 384, 4), 64)}MB",
+        "maintenance_work_mem": f"{min(max(memory_mb // 32, 64), 2048)}MB",
+        "max_wal_size": f"{min(max(memory_mb // 3, 1024), 8192)}MB",
+        "max_parallel_workers_per_gather": str(workers),
+        "max_parallel_maintenance_workers": str(workers),
+    }
+
+
 def _start_embedded(listen: Listen | None) -> None:
     """Start the (initialised, stopped) embedded server as the wheel does (same socket folder,
     log and system user) and, when `listen` is set, on that TCP address and port too, with
@@ -309,6 +341,7 @@ def _start_embedded(listen: Listen | None) -> None:
     since = log_file.stat().st_size if log_file.exists() else 0
     options = f"-h {shlex.quote(host) if host else chr(34) * 2} -p {port} -k {shlex.quote(str(socket_dir))}"
     options += " -c password_encryption=scram-sha-256"
+    options += "".join(f" -c {name}={value}" for name, value in server_settings().items())
     command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-t", "30", "-o", options]
     command += ["-l", str(log_file), "start"]
     with tempfile.TemporaryFile("w+") as err:

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 
+from s1mig_expectations import migrated_state
 from s1mig_expectations.checkpoint import BATCH_MODEL
 from s1mig_expectations.rules import INHERITED_SQL, RULES, Rule
 
@@ -71,6 +72,9 @@ def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
     # GX reads the warehouse from ${S1MIG_GX_URL}: the same database as `url`, also when
     # the gate runs in this process without Airflow's environment (pipeline.run_direct)
     os.environ["S1MIG_GX_URL"] = db.warehouse_env(url or db.warehouse_url())["S1MIG_GX_URL"]
+    with db.connect(url) as conn, conn.transaction():
+        how = migrated_state.move(conn, report_date)  # Rule 8's expectation, as at the end of D
+    log.info("gate %s: rule 8's expectation %s", report_date, how)
     outcomes = run_checkpoint(report_date, config.home() / "gx")
     with db.connect(url) as conn, conn.transaction():
         conn.execute(AUDIT_DDL)

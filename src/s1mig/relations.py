@@ -28,6 +28,7 @@ PUBLIC_MODELS: dict[str, tuple[str, str]] = {
     for name in (
         "parties",  # the export: the parties as at end of D; R6
         "installation_versions",  # R8
+        "migration_attempts",  # R8 (an installation's attempts)
         "migration_events",  # R3, W2
         "cof_records",  # R3, R6, W2
         "cof_files",  # R6

@@ -3,11 +3,24 @@
     S1MIG-010 so both read one definition). The state and its rules live in
     int_installation_status_versions; this model takes the version in force at the end
     of D, and gives an installation without one (no attempt, no exclusion yet) the empty
-    state: no success, no failure, nothing awaiting, not excluded, not retry eligible. -#}
+    state: no success, no failure, nothing awaiting, not excluded, not retry eligible.
+    A report state (macros/materializations/report_state.sql): a run recomputes only the
+    installations with a version, or a version of their migration state, delivered
+    between the date last built and D; the other rows are as at the end of D already. -#}
+{{ config(
+    materialized='report_state',
+    state_key='installation_id',
+    state_changes=installation_state_changes(),
+    grain=['installation_id'],
+    indexes=[{'columns': ['installation_id']}],
+) }}
+
 with installations as (
     select distinct installation_id
     from {{ ref('stg_dcc__installations') }}
-    where effective_from < {{ report_day_end() }}
+    where
+        effective_from < {{ report_day_end() }}
+        and {{ among_state_changes('installation_id') }}
 ),
 
 versions as (
@@ -15,6 +28,7 @@ versions as (
     where
         valid_from <= {{ report_date() }}
         and (valid_to is null or valid_to > {{ report_date() }})
+        and {{ among_state_changes('installation_id') }}
 )
 
 select

@@ -3,30 +3,11 @@
     responsible for it as at the end of D (cohort, group_id and eligible_from from the
     version as at end of D). Each installation falls in exactly one category, first
     match wins: migrated > excluded > awaiting_outcome > failed_outstanding >
-    not_yet_attempted (installation-level state from int_installation_status_eod). -#}
-with responsibilities as (
-    select * from {{ ref('int_installation_responsibilities_eod') }}
+    not_yet_attempted (installation-level state from int_installation_status_eod). The
+    counts per category are kept by int_cohort_progress_eod (by the day's changes). -#}
+with counts as (
+    select * from {{ ref('int_cohort_progress_eod') }}
     where eligible_from <= {{ report_date() }}
-),
-
-states as (
-    select * from {{ ref('int_installation_status_eod') }}
-),
-
-categorised as (
-    select
-        responsibilities.cohort,
-        responsibilities.group_id,
-        responsibilities.party_id,
-        case
-            when states.has_success then 'migrated'
-            when states.exclusion_category is not null then 'excluded'
-            when states.has_awaiting_outcome then 'awaiting_outcome'
-            when states.failed_attempts > 0 then 'failed_outstanding'
-            else 'not_yet_attempted'
-        end as category
-    from responsibilities
-    left join states on responsibilities.installation_id = states.installation_id
 ),
 
 progress as (
@@ -34,13 +15,13 @@ progress as (
         cohort,
         group_id,
         party_id,
-        count(*) as eligible_installations,
-        count(*) filter (where category = 'migrated') as migrated,
-        count(*) filter (where category = 'excluded') as excluded,
-        count(*) filter (where category = 'awaiting_outcome') as awaiting_outcome,
-        count(*) filter (where category = 'failed_outstanding') as failed_outstanding,
-        count(*) filter (where category = 'not_yet_attempted') as not_yet_attempted
-    from categorised
+        sum(installations)::bigint as eligible_installations,
+        coalesce(sum(installations) filter (where category = 'migrated'), 0)::bigint as migrated,
+        coalesce(sum(installations) filter (where category = 'excluded'), 0)::bigint as excluded,
+        coalesce(sum(installations) filter (where category = 'awaiting_outcome'), 0)::bigint as awaiting_outcome,
+        coalesce(sum(installations) filter (where category = 'failed_outstanding'), 0)::bigint as failed_outstanding,
+        coalesce(sum(installations) filter (where category = 'not_yet_attempted'), 0)::bigint as not_yet_attempted
+    from counts
     group by cohort, group_id, party_id
 )
 

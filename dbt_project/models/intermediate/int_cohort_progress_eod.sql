@@ -1,0 +1,75 @@
+{#- Grain: one row per (cohort, group_id, party_id, eligible_from, category): how many
+    installations each party is responsible for as at the end of the report date fall in
+    each S1MIG-010 category, by the cohort, group_id and eligible_from of their version
+    as at end of D (int_installation_responsibilities_eod). Each installation falls in
+    exactly one category, first match wins: migrated > excluded > awaiting_outcome >
+    failed_outstanding > not_yet_attempted (installation-level state from
+    int_installation_status_eod). S1MIG-010 adds up the rows with eligible_from <= D.
+
+    A report state kept by delta (macros/materializations/report_state.sql): a run that
+    moves the two installation states from the date last built takes the counts held,
+    counts out the rows those states replaced and counts in their new rows for the same
+    installations; otherwise it counts every installation. -#}
+{{ config(
+    materialized='report_state',
+    delta_of=['int_installation_responsibilities_eod', 'int_installation_status_eod'],
+) }}
+
+with responsibilities as (
+    select * from {{ ref('int_installation_responsibilities_eod') }}
+    where {{ among_state_changes('installation_id', ref('int_installation_status_eod')) }}
+),
+
+states as (
+    select * from {{ ref('int_installation_status_eod') }}
+    where {{ among_state_changes('installation_id', ref('int_installation_status_eod')) }}
+),
+
+counted as (
+    select
+        responsibilities.cohort,
+        responsibilities.group_id,
+        responsibilities.party_id,
+        responsibilities.eligible_from,
+        {{ progress_category('states') }} as category,
+        1 as installations
+    from responsibilities
+    left join states on responsibilities.installation_id = states.installation_id
+    {%- if report_state_incremental() %}
+
+        union all
+
+        select
+            replaced_responsibilities.cohort,
+            replaced_responsibilities.group_id,
+            replaced_responsibilities.party_id,
+            replaced_responsibilities.eligible_from,
+            {{ progress_category('replaced_states') }} as category,
+            -1 as installations
+        from {{ replaced_state(ref('int_installation_responsibilities_eod')) }} as replaced_responsibilities
+        left join {{ replaced_state(ref('int_installation_status_eod')) }} as replaced_states
+            on replaced_responsibilities.installation_id = replaced_states.installation_id
+
+        union all
+
+        select
+            held.cohort,
+            held.group_id,
+            held.party_id,
+            held.eligible_from,
+            held.category,
+            held.installations
+        from {{ this }} as held
+    {%- endif %}
+)
+
+select
+    cohort,
+    group_id,
+    party_id,
+    eligible_from,
+    category,
+    sum(installations)::bigint as installations
+from counted
+group by cohort, group_id, party_id, eligible_from, category
+having sum(installations) <> 0
