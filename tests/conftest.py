@@ -72,6 +72,7 @@ LONGEST_FIRST = (
     "test_lease",
     "test_value_faults",
     "test_incremental",
+    "test_report_state",
     "test_properties",
 )
 
