@@ -51,6 +51,13 @@ def _handmade_d30(url: str, landing_root: Path) -> None:
     pipeline.dbt_step(D30, url)
 
 
+def handmade_d30_template(server_url: str) -> str:
+    """The session's template of the hand-made 2020-07-30 drop, landed and built."""
+    return template_database(
+        server_url, "handmade_d30", lambda url: _handmade_d30(url, config.home() / "templates" / "handmade_d30")
+    )
+
+
 def template_database(server_url: str, key: str, build: Callable[[str], None]) -> str:
     """The name of the template database `key` on the test server, built by `build(url)`
     the first time it is asked for in this session (with S1MIG_DATABASE_URL pointing at it)."""
@@ -90,9 +97,7 @@ def built_warehouse(server_url: str, landing_root: Path, run_id: str) -> Iterato
     from s1mig import pipeline
     from tests.support.drops import D30, build_handmade_landing
 
-    template = template_database(
-        server_url, "handmade_d30", lambda url: _handmade_d30(url, config.home() / "templates" / "handmade_d30")
-    )
+    template = handmade_d30_template(server_url)
     build_handmade_landing(landing_root)
     with fresh_database(server_url, template=template) as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("S1MIG_DATABASE_URL", url)
