@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from s1mig import db
+from s1mig import db, dbt
 from tests.support.databases import drop_templates, fresh_database
 
 
@@ -27,7 +27,11 @@ def s1mig_home(tmp_path_factory) -> Iterator[Path]:
     # (tests of the choice itself set or remove it)
     old_first = os.environ.get("S1MIG_FIRST_DROP")
     os.environ["S1MIG_FIRST_DROP"] = "any"
-    yield home
+    # the tests build many times in this process, as the direct path does: dbt runs here
+    # (imported once), not in a child process per build; the DAG's tasks still start dbt as
+    # a child process (every test of `s1mig run`, the stop and server-death tests among them)
+    with dbt.in_this_process():
+        yield home
     if old_first is None:
         os.environ.pop("S1MIG_FIRST_DROP", None)
     else:

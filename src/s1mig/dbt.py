@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from s1mig import config, db
@@ -41,6 +43,73 @@ def dbt_command(args: list[str]) -> list[str]:
     ]
 
 
+class _Output:
+    """What a dbt command said, read line by line as dbt's console prints it: the failed
+    nodes, the database's own messages, and dbt's "Encountered an error:" block (a failure
+    before or outside the models)."""
+
+    def __init__(self, echo) -> None:
+        self.echo = echo
+        self.errors: list[str] = []
+        self.database_errors: list[str] = []
+        self.fatal: list[str] = []
+        self._in_database_error = False
+        self._in_fatal = False
+
+    def line(self, line: str) -> None:
+        line = _strip_ansi(line.rstrip("\n"))
+        if self.echo:
+            self.echo(line)
+        message = _message(line)
+        if message == "Encountered an error:":
+            self._in_fatal = True
+            return
+        if self._in_fatal:
+            if message:
+                self.fatal.append(message)
+            return
+        if re.search(r"\b(ERROR|FAIL)\b", line) and " of " in line:
+            self.errors.append(message)
+        elif message.startswith("Database Error in "):
+            self._in_database_error = True
+        elif not message:
+            self._in_database_error = False
+        elif self._in_database_error and not message.startswith(("compiled code at", "CONTEXT:")):
+            self.database_errors.append(message)  # the database's message: the problem and where it lies
+
+    def failed(self, args: list[str], url: str, exit_code: int) -> Exception:
+        what = f"dbt {' '.join(args[:1])} failed"
+        try:  # a dead or unreachable server is said as such, naming it, not as "exit code 2"
+            db.check_reachable(url)
+        except DatabaseUnreachable as err:
+            return DatabaseUnreachable(f"{what}: {err}")
+        detail = "; ".join(self.errors[:5]) or " ".join(self.fatal[:6]) or f"exit code {exit_code}"
+        if self.database_errors:
+            detail += ": " + " ".join(self.database_errors[:10])
+        return DbtFailed(f"{what}: {detail} (log: {config.home() / 'dbt' / 'logs'})")
+
+
+# Where dbt runs. In a child process by default: a DAG task builds once per process, and
+# stopping the task stops dbt with it. Inside `in_this_process()` (the direct path and the
+# tests, which build many times in one process) through dbt's programmatic API (dbtRunner)
+# in this process: dbt is imported once, not at every build (about 2.4 s a build instead
+# of 4.8 s on an idle machine; docs/performance.md item 18). The same dbt, project,
+# profile, arguments, environment and log file; what dbt says is read from its events, as
+# its console prints them.
+_in_process = 0
+
+
+@contextmanager
+def in_this_process() -> Iterator[None]:
+    """dbt commands run in this process while inside (nested: the outermost ends it)."""
+    global _in_process
+    _in_process += 1
+    try:
+        yield
+    finally:
+        _in_process -= 1
+
+
 def run_dbt(args: list[str], url: str | None = None, echo=print, extra_env: dict[str, str] | None = None) -> None:
     """Run a dbt command (with `extra_env` added to its environment), streaming its progress
     lines; raise DbtFailed on failure, or DatabaseUnreachable (naming the server) when the
@@ -50,45 +119,52 @@ def run_dbt(args: list[str], url: str | None = None, echo=print, extra_env: dict
         db.ensure_bi_role(conn)
         db.ensure_database_settings(conn)
     cmd = dbt_command(args)
-    log.info("running %s", " ".join(cmd))
-    errors: list[str] = []
-    database_errors: list[str] = []
-    in_database_error = False
-    fatal: list[str] = []  # dbt's "Encountered an error:" block: a failure before or outside the models
-    in_fatal = False
     env = {**dbt_env(url), **(extra_env or {})}
-    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = _strip_ansi(line.rstrip("\n"))
-            if echo:
-                echo(line)
-            message = _message(line)
-            if message == "Encountered an error:":
-                in_fatal = True
-                continue
-            if in_fatal:
-                if message:
-                    fatal.append(message)
-                continue
-            if re.search(r"\b(ERROR|FAIL)\b", line) and " of " in line:
-                errors.append(message)
-            elif message.startswith("Database Error in "):
-                in_database_error = True
-            elif not message:
-                in_database_error = False
-            elif in_database_error and not message.startswith(("compiled code at", "CONTEXT:")):
-                database_errors.append(message)  # the database's message: the problem and where it lies
-    if proc.returncode != 0:
-        what = f"dbt {' '.join(args[:1])} failed"
-        try:  # a dead or unreachable server is said as such, naming it, not as "exit code 2"
-            db.check_reachable(url)
-        except DatabaseUnreachable as err:
-            raise DatabaseUnreachable(f"{what}: {err}") from None
-        detail = "; ".join(errors[:5]) or " ".join(fatal[:6]) or f"exit code {proc.returncode}"
-        if database_errors:
-            detail += ": " + " ".join(database_errors[:10])
-        raise DbtFailed(f"{what}: {detail} (log: {config.home() / 'dbt' / 'logs'})")
+    output = _Output(echo)
+    if _in_process:
+        log.info("running %s (in this process)", " ".join(cmd))
+        exit_code = _run_here(cmd[1:], env, output)
+    else:
+        log.info("running %s", " ".join(cmd))
+        out = subprocess.PIPE
+        with subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                output.line(line)
+        exit_code = proc.returncode
+    if exit_code != 0:
+        raise output.failed(args, url, exit_code)
+
+
+_CONSOLE_LEVELS = frozenset({"info", "warn", "error"})  # what dbt's console prints by default
+
+
+def _run_here(args: list[str], env: dict[str, str], output: _Output) -> int:
+    """dbt `args` through dbtRunner in this process, with `env` as the environment meanwhile;
+    its console-level events go to `output` instead of the console (the log file keeps
+    everything, as from a child process). dbt's exit code: 0, 1 (a node failed), 2 (dbt
+    itself failed: its error as the "Encountered an error:" block)."""
+    from dbt.cli.main import dbtRunner
+
+    def event(msg) -> None:
+        if msg.info.level in _CONSOLE_LEVELS:
+            for line in (msg.info.msg or "").split("\n"):
+                output.line(line)
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        result = dbtRunner(callbacks=[event]).invoke([*args, "--log-level", "none", "--log-level-file", "debug"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if result.exception is not None:
+        output.line("Encountered an error:")
+        for line in str(result.exception).splitlines():
+            output.line(line)
+        return 2
+    return 0 if result.success else 1
 
 
 REPORT_DATE_ENV = "S1MIG_REPORT_DATE"

@@ -146,7 +146,7 @@ def run_direct(
     skip: tuple[str, ...] = (),
 ) -> str:
     """All the steps in this process, without Airflow (benchmarks, debugging, the tests' long
-    scenarios), holding the warehouse's run lease around them like the DAG does (waiting at
+    scenarios), dbt included (dbt.in_this_process), holding the warehouse's run lease around them like the DAG does (waiting at
     most `wait` seconds, default S1MIG_LEASE_WAIT, while another run holds it); the leased
     tasks in `skip` are not run, as with `s1mig run --skip` (e.g. land, dbt_build). Nobody
     can approve a release here: it refuses to run when four-eyes release is on, and
@@ -163,7 +163,7 @@ def run_direct(
     run_id = run_id or f"direct__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     pending = release.pending_root(out, run_id)
     run = Run(landing, report_date, out, url, run_id, pending)
-    with lease.held(url, run_id, report_date, "direct", wait=wait, echo=log.info):
+    with lease.held(url, run_id, report_date, "direct", wait=wait, echo=log.info), dbt.in_this_process():
         try:
             for name in run_tasks.LEASED:
                 if name in skip:
