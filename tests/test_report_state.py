@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from pathlib import Path
 
 import psycopg
 import pytest
 from s1mig_expectations import migrated_state
 from s1mig_expectations.rules import MIGRATED_BY_PARTY_CTES
 
-from tests.support.cli import run_cli
+from s1mig import dbt, pipeline
+from s1mig.generate import generate
 from tests.support.drops import refresh_manifest
 
 pytestmark = pytest.mark.integration
@@ -36,8 +38,12 @@ GATE_INPUTS = ("installation_versions", "migration_attempts", "attempt_completio
 
 
 def _build(day: dt.date, *extra: str) -> None:
-    args = ("dbt", "run", "--select", "+s1mig_010", *GATE_INPUTS, "--vars", f"{{report_date: '{day}'}}", *extra)
-    run_cli(*args, check=True)
+    select = ["--select", "+s1mig_010", *GATE_INPUTS]
+    dbt.run_dbt(["run", *select, "--vars", f"{{report_date: '{day}'}}", *extra], echo=None)
+
+
+def _land(landing: Path, day: dt.date) -> None:
+    pipeline.land_step(landing, day)
 
 
 def _fingerprints(url: str, day: dt.date) -> dict[str, tuple]:
@@ -114,22 +120,19 @@ def _moved_from(url: str) -> dict[str, dt.date | None]:
 def _assert_whole_build_holds_the_same(url: str, day: dt.date) -> None:
     moved = _fingerprints(url, day)
     assert moved["s1mig_010"][0] > 0 and moved["int_installation_status_eod"][0] > 0, moved
-    run_cli(
-        "dbt", "run", "--select", *STATES, "s1mig_010", "--full-refresh", "--vars", f"{{report_date: '{day}'}}",
-        check=True,
-    )  # fmt: skip
+    dbt.run_dbt(
+        ["run", "--select", *STATES, "s1mig_010", "--full-refresh", "--vars", f"{{report_date: '{day}'}}"], echo=None
+    )
     assert _fingerprints(url, day) == moved
 
 
 def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_path):
     landing = tmp_path / "landing"
-    run_cli(
-        "generate", "--out", str(landing), "--start", str(START), "--days", "4", "--installations", "300", check=True
-    )
+    generate(landing, START, 4, 300, seed=1, progress=False)
     days = [START + dt.timedelta(days=i) for i in range(4)]
-    run_cli("dbt", "seed", check=True)
+    dbt.run_dbt(["seed"], echo=None)
     for day in days[:3]:
-        run_cli("land", "--landing", str(landing), "--date", str(day), check=True)
+        _land(landing, day)
         _build(day)
     # day after day: each state moved from the day before
     assert _moved_from(warehouse) == dict.fromkeys(STATES, days[1])
@@ -167,7 +170,7 @@ def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_p
     with open(second / "installations.csv", "a", newline="") as fh:
         csv.DictWriter(fh, fieldnames=list(inserted), lineterminator="\n").writerow(inserted)
     refresh_manifest(second)
-    run_cli("land", "--landing", str(landing), "--date", str(days[1]), check=True)
+    _land(landing, days[1])
     _build(days[2])
     assert _moved_from(warehouse) == dict.fromkeys(STATES, None)
     _assert_whole_build_holds_the_same(warehouse, days[2])
@@ -176,7 +179,7 @@ def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_p
     assert corrected["int_installation_responsibilities_eod"] != before["int_installation_responsibilities_eod"]
 
     # the restatement goes on day by day from there, moved again
-    run_cli("land", "--landing", str(landing), "--date", str(days[3]), check=True)
+    _land(landing, days[3])
     _build(days[3])
     assert _moved_from(warehouse) == dict.fromkeys(STATES, days[2])
     _assert_whole_build_holds_the_same(warehouse, days[3])
