@@ -66,18 +66,18 @@ def warehouse(server_url, monkeypatch) -> Iterator[str]:
 # worker starts one of them when the others are nearly done. Durations on 2 cores, CI.
 LONGEST_FIRST = (
     "test_marts_month",
-    "test_serve",
-    "test_celery",
     "test_notify",
-    "test_gate",
     "test_pipeline_e2e",
-    "test_restatement",
-    "test_run_faults",
+    "test_serve",
     "test_lease",
+    "test_run_faults",
+    "test_celery",
+    "test_restatement",
     "test_value_faults",
-    "test_incremental",
     "test_report_state",
+    "test_release",
     "test_properties",
+    "test_gate",
 )
 
 
