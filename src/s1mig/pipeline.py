@@ -146,11 +146,11 @@ def run_direct(
     skip: tuple[str, ...] = (),
 ) -> str:
     """All the steps in this process, without Airflow (benchmarks, debugging, the tests' long
-    scenarios), dbt included (dbt.in_this_process), holding the warehouse's run lease around them like the DAG does (waiting at
-    most `wait` seconds, default S1MIG_LEASE_WAIT, while another run holds it); the leased
-    tasks in `skip` are not run, as with `s1mig run --skip` (e.g. land, dbt_build). Nobody
-    can approve a release here: it refuses to run when four-eyes release is on, and
-    auto-releases otherwise."""
+    scenarios), dbt included (dbt.in_this_process), holding the warehouse's run lease
+    around them like the DAG does (waiting at most `wait` seconds, default
+    S1MIG_LEASE_WAIT, while another run holds it); the leased tasks in `skip` are not run,
+    as with `s1mig run --skip` (e.g. land, dbt_build). Nobody can approve a release here:
+    it refuses to run when four-eyes release is on, and auto-releases otherwise."""
     from s1mig import db, lease, release
     from s1mig.errors import S1migError
 
