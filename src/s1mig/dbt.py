@@ -151,14 +151,16 @@ def _run_here(args: list[str], env: dict[str, str], output: _Output) -> int:
             for line in (msg.info.msg or "").split("\n"):
                 output.line(line)
 
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
+    saved = {name: os.environ.get(name) for name, value in env.items() if os.environ.get(name) != value}
+    os.environ.update(env)  # `env` is this environment with the warehouse's and the caller's added
     try:
         result = dbtRunner(callbacks=[event]).invoke([*args, "--log-level", "none", "--log-level-file", "debug"])
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     if result.exception is not None:
         output.line("Encountered an error:")
         for line in str(result.exception).splitlines():
