@@ -47,14 +47,15 @@ serve: install
 # A dedicated temp folder: pytest's shared /tmp/pytest-of-<user> rotation would delete
 # the embedded server's data of a concurrent session. The tests run on TEST_WORKERS
 # pytest-xdist workers, a module at a time (each worker has its own S1MIG_HOME and embedded
-# PostgreSQL); TEST_WORKERS=0 runs them in this one process. One worker more than the 2
+# PostgreSQL), in the order tests/conftest.py gives (LONGEST_FIRST, not reordered by
+# xdist); TEST_WORKERS=0 runs them in this one process. One worker more than the 2
 # cores: several tests spend minutes waiting on Airflow's scheduler (measured on 2 cores,
 # loaded: 3 workers 11.0 min, 2 workers 17.0 min).
 TEST_WORKERS ?= 3
 test: install
 	mkdir -p $(S1MIG_HOME)
 	$(BIN)/pytest --basetemp=$(S1MIG_HOME)/pytest-tmp --durations=15 \
-		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,-p no:xdist)
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder,-p no:xdist)
 
 # Property-based fuzzing (tests/test_properties.py): `make test` checks 400 random
 # histories from a fixed seed; `make fuzz` checks S1MIG_FUZZ_EXAMPLES (5000) from a new

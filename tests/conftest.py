@@ -61,23 +61,32 @@ def warehouse(server_url, monkeypatch) -> Iterator[str]:
         yield url
 
 
-# `make test` runs the suite on pytest-xdist workers, a module at a time (--dist loadscope,
-# which hands modules out in collection order): the longest modules go first so that no
-# worker starts one of them when the others are nearly done. Durations on 2 cores, CI.
+# `make test` runs the suite on pytest-xdist workers, a module at a time (--dist loadscope
+# --no-loadscope-reorder: modules are handed out in this order; xdist's default reorder
+# would put the modules with the most tests first, and the month test, one test, near the
+# end). The longest modules go first so that no worker starts one of them when the others
+# are nearly done. xdist gives each worker a first module, then at once a second to each
+# worker whose first has at most two tests left: the month test and the notify tests
+# (one and two tests) get the module after the first three queued behind them, so those
+# two are short ones. Durations on 2 cores, CI (the `--durations` list of a run).
 LONGEST_FIRST = (
     "test_marts_month",
     "test_notify",
     "test_pipeline_e2e",
+    "test_cli_help",  # queued behind the month test (seconds)
+    "test_compose",  # queued behind the notify tests (seconds)
     "test_serve",
     "test_lease",
     "test_run_faults",
-    "test_celery",
     "test_restatement",
+    "test_celery",
     "test_value_faults",
     "test_report_state",
     "test_release",
-    "test_properties",
     "test_gate",
+    "test_properties",
+    "test_incremental",
+    "test_completion_v11",
 )
 
 
