@@ -72,9 +72,10 @@ class World:
         return home, self.server.create(name, template)
 
     def land_history(self, name: str, home: Home, env: dict[str, str], day: dt.date) -> None:
-        """Untimed: land every drop from day 2 to the day before `day` and build the day
-        before once, leaving the warehouse as running daily would (staging holds every
-        earlier drop, the tables were last built for the day before)."""
+        """Untimed: land every drop from day 2 to the day before `day`, build the day before
+        once and move the gate's state to it, leaving the warehouse as running daily would
+        (staging holds every earlier drop, the tables and the gate's state were last moved
+        for the day before)."""
         before = day - dt.timedelta(days=1)
         if before <= self.day2 - dt.timedelta(days=1):
             return
@@ -84,6 +85,11 @@ class World:
         run_measured(f"{name}: land {self.day2} .. {before}", cmd, env, home.logs("history.log")).check()
         cmd = child_cmd("dbt", "--date", before.isoformat())
         run_measured(f"{name}: catch-up build of {before}", cmd, env, home.logs("catchup.log")).check()
+        # and the gate's own state (R8's expectation), which the daily gate of the day before
+        # leaves as at its end: without it, the measured day's gate would catch up the
+        # whole history, which a daily service never does
+        cmd = child_cmd("gate-state", "--date", before.isoformat())
+        run_measured(f"{name}: gate state as at {before}", cmd, env, home.logs("catchup.log")).check()
 
     def attempts(self, day: dt.date) -> int:
         return drop_rows(self.landing, day)["migration_attempts"]
