@@ -18,7 +18,7 @@
        file, line and drop of each copy;
     5. versioned: recompute valid_to around the replaced and the new versions;
     6. log that the model holds every current delivery (macros/deliveries.sql);
-    7. analyze when stale (macros/increment_checks.sql).
+    7. analyze when stale, else its `_drop_date` alone (macros/increment_checks.sql).
     on_schema_change: ignore unless configured. -#}
 {% materialization delivery_staging, adapter='postgres' %}
     {%- set existing_relation = load_cached_relation(this) -%}
@@ -40,7 +40,7 @@
     {%- set to_drop = build_delivery_table(existing_relation, target_relation, sql, on_schema_change) -%}
     {%- do run_in_transaction('assert_delivery_grain', assert_delivery_grain()) -%}
     {%- do run_in_transaction('end_delivery_increment', end_delivery_increment()) -%}
-    {%- do run_in_transaction('analyze_if_stale', analyze_table_if_stale()) -%}
+    {%- do run_in_transaction('analyze_if_stale', analyze_table_if_stale('_drop_date')) -%}
 
     {{ return(finish_delivery_model(
         target_relation, existing_relation, full_refresh_mode, grant_config, post_hooks, to_drop
