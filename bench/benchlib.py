@@ -393,14 +393,17 @@ class Figure:
     target: float
     details: list[str] = field(default_factory=list)
     passed: bool | None = None  # None: ratio <= target
+    unit: str = ""  # an absolute figure (B8-B10: "s", " GB"): printed as value=, not ratio=
 
     def ok(self) -> bool:
         return self.ratio <= self.target if self.passed is None else self.passed
 
     def line(self) -> str:
-        return (
-            f"{self.code} {self.name} ratio={self.ratio:.2f} target={self.target:g} {'PASS' if self.ok() else 'FAIL'}"
-        )
+        verdict = "PASS" if self.ok() else "FAIL"
+        if self.unit:
+            value = f"value={self.ratio:.2f}{self.unit} target={self.target:g}{self.unit}"
+            return f"{self.code} {self.name} {value} {verdict}"
+        return f"{self.code} {self.name} ratio={self.ratio:.2f} target={self.target:g} {verdict}"
 
 
 @dataclass

@@ -7,6 +7,7 @@ by side in this one run, printed as `B<n> <name> ratio=<x> target=<y> PASS|FAIL`
     .venv/bin/python bench/run.py --only B1,B5     # a subset
     .venv/bin/python bench/run.py --only B7 --population 3000000,300000   # B7 at two other sizes
     .venv/bin/python bench/run.py --national       # B6: 15M installations, per-stage times (long)
+    .venv/bin/python bench/run.py --national-month # B8-B10: a national month through `s1mig run` (~1.5 h)
     .venv/bin/python bench/run.py --profile        # where the daily run's time goes + tuning proposals
     .venv/bin/python bench/run.py --profile --only P2,P4   # a part of it
 
@@ -93,6 +94,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "1000000,100000 small and 15000000,1000000 full)",
     )
     parser.add_argument("--national", action="store_true", help="B6 only: national scale, per-stage times")
+    parser.add_argument(
+        "--national-month",
+        action="store_true",
+        help="B8 national day, B9 backfill, B10 storage: day 1 then days 2..N through `s1mig run`",
+    )
+    parser.add_argument("--month-days", type=int, default=31, help="--national-month: days of drops (default 31)")
     parser.add_argument("--profile", action="store_true", help="where the time goes, and the tuning proposals")
     parser.add_argument("--national-installations", type=int, default=15_000_000)
     parser.add_argument("--national-daily-volume", type=float, default=160_000)
@@ -184,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             import national_bench
 
             national_bench.run(root, server, report, args)
+        elif args.national_month:
+            import month_bench
+
+            month_bench.run(root, server, report, args)
         elif args.profile:
             import tuning_bench
 
@@ -202,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     minutes = (time.monotonic() - started) / 60
     if report.figures:
-        print(f"\n=== s1mig benchmark, scale {args.scale}, {minutes:.1f} min ===", flush=True)
+        what = "national month" if args.national_month else f"scale {args.scale}"
+        print(f"\n=== s1mig benchmark, {what}, {minutes:.1f} min ===", flush=True)
         for figure in sorted(report.figures, key=lambda f: (f.code, report.figures.index(f))):
             print(figure.line(), flush=True)
     if status == 0 and any(not f.ok() for f in report.figures):
