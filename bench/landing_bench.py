@@ -61,8 +61,7 @@ def _copy_script(drop_dir: Path, day: dt.date, path: Path) -> Path:
     for entry in manifest["extracts"]:
         ex = EXTRACTS_BY_NAME[entry["name"]]
         lines.append(
-            f"select set_config('s1mig.file_name', '{entry['file']}', true), "
-            f"set_config('s1mig.file_sha256', '{entry['sha256']}', true), setval('raw.row_number_seq', 1, false);"
+            f"select set_config('s1mig.file_name', '{entry['file']}', true), setval('raw.row_number_seq', 1, false);"
         )
         lines.append(
             f"\\copy raw.{ex.name} ({', '.join(ex.columns)}) from '{drop_dir / entry['file']}' "

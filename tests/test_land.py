@@ -16,7 +16,7 @@ import pytest
 
 from s1mig import land
 from s1mig.errors import DropMissing, DropRejected
-from tests.support.drops import D30, event, write_drop
+from tests.support.drops import D30, D31, event, write_drop
 from tests.support.drops import raw_snapshot as snapshot
 from tests.support.drops import small_drop_tables as tables
 
@@ -166,6 +166,29 @@ def test_same_bytes_are_a_no_op_and_a_correction_replaces(warehouse, tmp_path):
         ).fetchall()
     assert sorted(events) == [("E1", "migration_events.csv.gz", 1), ("E2", "migration_events.csv.gz", 2)]
     assert ledger == [(first.delivery_sha256, True), (second.delivery_sha256, False)]
+
+
+def test_a_warehouse_from_before_item_20_loses_the_per_row_file_columns(warehouse, tmp_path):
+    """Raw tables made by an earlier version carry each file's sha256 and landing time on
+    every row; the next landing drops those columns (the ledger keeps both once per file)
+    and lands as usual."""
+    write_drop(tmp_path / "v1", "2020-07-30", tables())
+    land.land(tmp_path / "v1" / "2020-07-30", D30)
+    with psycopg.connect(warehouse) as conn:
+        for ex in land.EXTRACTS:
+            conn.execute(
+                f"alter table raw.{ex.name} add column _file_sha256 text not null default 'x', "
+                "add column _landed_at timestamptz not null default now()"
+            )
+    write_drop(tmp_path / "v2", "2020-07-31", tables())
+    assert land.land(tmp_path / "v2" / "2020-07-31", D31).status == "landed"
+    with psycopg.connect(warehouse) as conn:
+        left = conn.execute(
+            "select count(*) from information_schema.columns where table_schema = 'raw' "
+            "and column_name in ('_file_sha256', '_landed_at')"
+        ).fetchone()[0]
+        events = conn.execute("select count(*) from raw.migration_events").fetchone()[0]
+    assert left == 0 and events == 6
 
 
 def test_a_missing_drop_is_not_a_rejection(warehouse, tmp_path):

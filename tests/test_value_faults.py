@@ -7,6 +7,7 @@ error is what is asserted); the rest goes through the direct path (pipeline.run_
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import psycopg
@@ -67,9 +68,15 @@ def test_value_faults_go_to_rejects_block_the_gate_and_a_correction_goes_through
 
     with psycopg.connect(warehouse) as conn:
         rejects = conn.execute(
-            "select extract_name, _file_name, line_no, reject_reason, raw_record from staging.stg_dcc__rejects"
+            "select extract_name, _file_name, line_no, reject_reason, raw_record, _file_sha256 "
+            "from staging.stg_dcc__rejects"
         ).fetchall()
         assert len(rejects) == len(FAULTS)
+        # the file's hash is kept once, in the ledger's manifest, and each reject names it
+        delivered = json.loads((landing / "2020-07-30" / "manifest.json").read_text())
+        assert {(r[0], r[5]) for r in rejects} == {
+            (e["name"], e["sha256"]) for e in delivered["extracts"] if e["name"] in {f[0] for f in FAULTS}
+        }
         for extract, match, _change, words in FAULTS:
             hit = [r for r in rejects if r[0] == extract and all(r[4][k] == v for k, v in match.items())]
             assert len(hit) == 1, (extract, match)

@@ -50,7 +50,11 @@ log = logging.getLogger(__name__)
 
 BLOCK = 1 << 20  # 1 MiB blocks read, decompressed and sent to COPY
 LANDING_LOCK = 0x51_4D_49_47  # advisory lock id: one landing at a time per warehouse
-LINEAGE_COLUMNS = ("_drop_date", "_file_name", "_file_sha256", "_row_number", "_landed_at")
+# Each raw row's lineage. What is the same for every row of a file (its sha256, when it
+# landed) is kept once, in raw.drop_ledger (the manifest as delivered, landed_at), not on
+# every row: it was a third of a raw row (73 of about 220 bytes; docs/performance.md item 20).
+LINEAGE_COLUMNS = ("_drop_date", "_file_name", "_row_number")
+PER_FILE_COLUMNS = ("_file_sha256", "_landed_at")  # on the rows of a warehouse made before item 20: dropped
 MAX_MANIFEST_DEPTH = 16  # a manifest nests 3 levels deep
 SHOWN = 40  # at most this many characters of an offending value appear in a message
 
@@ -144,9 +148,7 @@ def _raw_objects() -> list[tuple[str | None, sql.SQL | sql.Composed]]:
         cols += [
             sql.SQL("_drop_date date not null default current_setting('s1mig.drop_date')::date"),
             sql.SQL("_file_name text not null default current_setting('s1mig.file_name')"),
-            sql.SQL("_file_sha256 text not null default current_setting('s1mig.file_sha256')"),
             sql.SQL("_row_number bigint not null default nextval('raw.row_number_seq')"),
-            sql.SQL("_landed_at timestamptz not null default now()"),
         ]
         table = sql.Identifier("raw", ex.name)
         index = f"{ex.name}__drop_date"
@@ -159,6 +161,8 @@ def _raw_objects() -> list[tuple[str | None, sql.SQL | sql.Composed]]:
                 sql.SQL("create index if not exists {} on {} (_drop_date)").format(sql.Identifier(index), table),
             )
         )
+        drops = [sql.SQL("drop column if exists {}").format(sql.Identifier(c)) for c in PER_FILE_COLUMNS]
+        objects.append((None, sql.SQL("alter table {} {}").format(table, sql.SQL(", ").join(drops))))
     return objects
 
 
@@ -180,11 +184,14 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
             "select count(*) from unnest(%s::text[]) as name where to_regclass(name) is null",
             (raw_relations(),),
         ).fetchone()
-        no_action = conn.execute(
+        outdated = conn.execute(  # a warehouse made by an earlier version: the ledger's action, per-row lineage
             "select not exists (select 1 from pg_attribute where attrelid = to_regclass('raw.drop_ledger') "
-            "and attname = 'action' and not attisdropped)"
+            "and attname = 'action' and not attisdropped) or exists (select 1 from pg_attribute a "
+            "join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = 'raw' and a.attname = any(%s) and not a.attisdropped)",
+            (list(PER_FILE_COLUMNS),),
         ).fetchone()
-    if missing and missing[0] == 0 and no_action and not no_action[0]:
+    if missing and missing[0] == 0 and outdated and not outdated[0]:
         return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (LANDING_LOCK,))
@@ -883,10 +890,7 @@ def _copy_file(
     sequence is set for the next."""
     ex = entry.extract
     reader = _Reader(fh, entry.path.name, drop_date, limits)
-    conn.execute(
-        "select set_config('s1mig.file_name', %s, true), set_config('s1mig.file_sha256', %s, true)",
-        (entry.path.name, entry.sha256),
-    )
+    conn.execute("select set_config('s1mig.file_name', %s, true)", (entry.path.name,))
     copy_sql = sql.SQL("copy {} ({}) from stdin with (format csv, encoding 'UTF8')").format(
         sql.Identifier("raw", ex.name), sql.SQL(", ").join(map(sql.Identifier, ex.columns))
     )
