@@ -17,6 +17,7 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from s1mig import pipeline
@@ -58,6 +59,11 @@ def test_generated_month_matches_reference(warehouse, tmp_path):
         evidence = _evidence(out / day.isoformat())
         assert (evidence["run_id"], evidence["release"]["outcome"]) == (f"direct__{day}", "auto-released"), day
     assert not (out / ".pending").exists()
+    # the daily builds archived the raw rows of every drop but the newest 7 (S1MIG_RAW_KEEP_DROPS's
+    # default), and the reports below are still the reference's
+    with psycopg.connect(warehouse) as conn:
+        archived = [r[0] for r in conn.execute("select distinct drop_date from raw.archived_extracts order by 1")]
+    assert archived == days[:-7]
 
     seen = dict.fromkeys((r.report_id for r in REPORTS), 0)
     for day in days:

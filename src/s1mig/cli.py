@@ -127,11 +127,15 @@ def cmd_land(args: argparse.Namespace) -> int:
 
     import psycopg
 
-    from s1mig import config, land, lease
+    from s1mig import config, land, lease, raw_archive
 
     landing: Path | None = args.landing
     drop_date: dt.date | None = args.date
-    if args.undo is not None:
+    if args.restore_archived:
+        if landing is not None or drop_date is not None or args.first or args.undo is not None:
+            return _err("s1mig land --restore-archived takes no other option")
+        day, what = None, "s1mig land --restore-archived"
+    elif args.undo is not None:
         if landing is not None or drop_date is not None or args.first:
             return _err("s1mig land --undo D takes no other option (it needs no drop folder)")
         day, what = args.undo, f"s1mig land --undo {args.undo}"
@@ -141,8 +145,10 @@ def cmd_land(args: argparse.Namespace) -> int:
         day, what = drop_date, f"s1mig land {drop_date}"
     try:
         with lease.held(None, what, day, "cli", echo=_lease_echo):  # one run at a time
-            result: land.LandResult | land.UndoResult
-            if args.undo is not None:
+            result: land.LandResult | land.UndoResult | raw_archive.Restored
+            if args.restore_archived:
+                result = raw_archive.Restored(raw_archive.restore())
+            elif args.undo is not None:
                 result = land.undo(args.undo)
             else:
                 assert landing is not None and drop_date is not None  # checked above
@@ -322,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="take back the latest landing of drop D (only when no later drop is landed); recorded in "
         "raw.drop_ledger (default: none, land a drop)",
+    )
+    p.add_argument(
+        "--restore-archived",
+        action="store_true",
+        help="put the archived raw rows of older drops back as rows (before a dbt --full-refresh of staging; "
+        "S1MIG_RAW_KEEP_DROPS, docs/landing.md) (default: off)",
     )
     p.set_defaults(func=cmd_land)
 

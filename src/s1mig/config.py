@@ -97,6 +97,15 @@ def land_max_manifest_bytes() -> int:
     return _bytes_setting("S1MIG_LAND_MAX_MANIFEST_BYTES", MiB)
 
 
+def raw_keep_drops() -> int:
+    """S1MIG_RAW_KEEP_DROPS (default 7, at least 1): the newest drop dates whose raw rows stay
+    as rows; older ones are archived compressed once staged (s1mig/raw_archive.py)."""
+    keep = _count_setting("S1MIG_RAW_KEEP_DROPS", 7)
+    if keep < 1:
+        raise ConfigInvalid("S1MIG_RAW_KEEP_DROPS must be at least 1 (the newest drop stays as rows)")
+    return keep
+
+
 # S1MIG_FIRST_DROP=any: whichever date lands first on an empty warehouse is its first drop
 # (tests and benchmarks, which build many throw-away warehouses).
 FIRST_DROP_ANY = "any"

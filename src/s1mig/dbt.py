@@ -70,12 +70,14 @@ class _Output:
             return
         if re.search(r"\b(ERROR|FAIL)\b", line) and " of " in line:
             self.errors.append(message)
-        elif message.startswith("Database Error in "):
+        elif message.startswith(("Database Error in ", "Compilation Error in ")):
             self._in_database_error = True
         elif not message:
             self._in_database_error = False
-        elif self._in_database_error and not message.startswith(("compiled code at", "CONTEXT:")):
-            self.database_errors.append(message)  # the database's message: the problem and where it lies
+        elif self._in_database_error and not message.startswith(("compiled code at", "CONTEXT:", ">")):
+            # the database's message (the problem and where it lies), or a model's own refusal
+            # (exceptions.raise_compiler_error) without the macro call stack
+            self.database_errors.append(message)
 
     def failed(self, args: list[str], url: str, exit_code: int) -> Exception:
         what = f"dbt {' '.join(args[:1])} failed"

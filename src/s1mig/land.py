@@ -42,7 +42,7 @@ from typing import BinaryIO
 import psycopg
 from psycopg import sql
 
-from s1mig import config, db
+from s1mig import config, db, raw_archive
 from s1mig.contract import EXTRACTS, EXTRACTS_BY_NAME, Extract
 from s1mig.errors import DropMissing, DropOutOfSequence, DropRejected, NothingToUndo, S1migError
 
@@ -163,6 +163,9 @@ def _raw_objects() -> list[tuple[str | None, sql.SQL | sql.Composed]]:
         )
         drops = [sql.SQL("drop column if exists {}").format(sql.Identifier(c)) for c in PER_FILE_COLUMNS]
         objects.append((None, sql.SQL("alter table {} {}").format(table, sql.SQL(", ").join(drops))))
+    # older drops' raw rows, archived compressed (s1mig/raw_archive.py)
+    for name, statement in zip((*raw_archive.RELATIONS, None), raw_archive.DDL, strict=True):
+        objects.append((name, sql.SQL(statement)))
     return objects
 
 
@@ -1196,6 +1199,15 @@ def undo(drop_date: dt.date, url: str | None = None) -> UndoResult:
                     f"undo them first, latest first (s1mig land --undo {later[-1]})"
                 )
             sha, manifest, landed_at = current
+            if db.scalar(
+                conn,
+                "select exists (select 1 from raw.archived_extracts where drop_date = %s and landed_at = %s)",
+                (drop_date, landed_at),
+            ):
+                raise NothingToUndo(
+                    f"drop {drop_date} cannot be undone: its raw rows are archived (S1MIG_RAW_KEEP_DROPS); "
+                    "put them back first (s1mig land --restore-archived), then undo"
+                )
             removed = {}
             for ex in EXTRACTS:
                 cur = conn.execute(

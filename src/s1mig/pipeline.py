@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from s1mig import dbt, export, gate, land, run_tasks
+from s1mig import dbt, export, gate, land, raw_archive, run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,10 @@ def land_step(landing: Path, report_date: dt.date, url: str | None = None) -> di
 
 
 def dbt_step(report_date: dt.date, url: str | None = None) -> None:
+    """The daily build; then the raw rows of drops older than the newest
+    S1MIG_RAW_KEEP_DROPS, now staged, are archived (s1mig/raw_archive.py)."""
     dbt.build(report_date, url, echo=log.info)
+    raw_archive.archive(url)
 
 
 def gate_step(report_date: dt.date, run_id: str, url: str | None = None) -> list[dict]:

@@ -19,7 +19,10 @@
     5. versioned: recompute valid_to around the replaced and the new versions;
     6. log that the model holds every current delivery (macros/deliveries.sql);
     7. analyze when stale, else its `_drop_date` alone (macros/increment_checks.sql).
-    on_schema_change: ignore unless configured. -#}
+    on_schema_change: ignore unless configured.
+    A whole build (a full refresh, or a model new to the warehouse) needs every current
+    delivery's raw rows: it refuses to run while any of its raw sources has drops archived
+    (src/s1mig/raw_archive.py), naming them and the command that puts them back. -#}
 {% materialization delivery_staging, adapter='postgres' %}
     {%- set existing_relation = load_cached_relation(this) -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -32,6 +35,7 @@
         {{ exceptions.raise_compiler_error("staging model " ~ this.identifier ~ " has no config grain (its key)") }}
     {%- endif -%}
 
+    {{ refuse_whole_build_over_archived_raw(full_refresh_mode) }}
     {{ drop_delivery_leftovers(existing_relation, target_relation) }}
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
@@ -46,6 +50,31 @@
         target_relation, existing_relation, full_refresh_mode, grant_config, post_hooks, to_drop
     )) }}
 {% endmaterialization %}
+
+{% macro refuse_whole_build_over_archived_raw(full_refresh_mode) -%}
+    {%- if full_refresh_mode and execute -%}
+        {%- set extracts = [] -%}
+        {%- for source_name, table_name in model.sources if source_name == 'raw' -%}
+            {%- do extracts.append(table_name) -%}
+        {%- endfor -%}
+        {%- set exists = run_query("select to_regclass('raw.archived_extracts') is not null").columns[0].values()[0] -%}
+        {%- if extracts and exists -%}
+            {%- set archived = run_query(
+                "select string_agg(distinct archived.drop_date::text, ', ' order by archived.drop_date::text) "
+                ~ "from raw.archived_extracts as archived "
+                ~ "join " ~ source('raw', 'drop_ledger') ~ " as ledger on ledger.drop_date = archived.drop_date "
+                ~ "and ledger.landed_at = archived.landed_at and ledger.superseded_at is null "
+                ~ "where archived.extract_name in ('" ~ extracts | join("', '") ~ "')"
+            ).columns[0].values()[0] -%}
+            {%- if archived -%}
+                {{ exceptions.raise_compiler_error(
+                    this.identifier ~ " cannot be built whole: the raw rows of drops " ~ archived
+                    ~ " are archived; put them back first with `s1mig land --restore-archived`"
+                ) }}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
 
 {#- Steps 1 and 2 (and, versioned, noting the keys of the rows being replaced). -#}
 {% macro begin_delivery_increment() -%}
