@@ -168,7 +168,9 @@ def archive(url: str | None = None, keep: int | None = None) -> list[Moved]:
 
 def _archive_extract(conn: psycopg.Connection, ex, drop_date: dt.date, landed_at: dt.datetime) -> Moved:
     table = sql.Identifier("raw", ex.name)
-    out = sql.SQL("copy (select {} from {} where _drop_date = {} order by _row_number) to stdout").format(
+    # no order by: the restore needs none, and the first drop's (tens of millions of rows) would
+    # be a sort on disk
+    out = sql.SQL("copy (select {} from {} where _drop_date = {}) to stdout").format(
         _columns(ex), table, sql.Literal(drop_date)
     )
     sha = hashlib.sha256()
