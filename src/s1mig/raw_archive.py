@@ -141,6 +141,7 @@ def archive(url: str | None = None, keep: int | None = None) -> list[Moved]:
             """,
             (keep,),
         ).fetchall()
+        conn.commit()  # ends the reads' transaction: each drop below is a transaction of its own
         for drop_date, landed_at in due:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (LANDING_LOCK,))
@@ -210,7 +211,9 @@ def restore(url: str | None = None) -> list[Moved]:
     moved: list[Moved] = []
     with db.connect(url) as conn:
         ensure_raw_schema(conn)
-        for drop_date, landed_at in _current_archived(conn):
+        archived = _current_archived(conn)
+        conn.commit()  # each drop below is a transaction of its own
+        for drop_date, landed_at in archived:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (LANDING_LOCK,))
                 total = Moved(drop_date, 0, 0, 0)
