@@ -164,6 +164,10 @@ def archive(url: str | None = None, keep: int | None = None) -> list[Moved]:
                     )
             log.info(total.line("archived"))
             moved.append(total)
+        if moved:  # the deleted rows' space, for the next landings (autovacuum would wait for a fifth of a table)
+            conn.autocommit = True
+            for ex in ARCHIVED:
+                conn.execute(sql.SQL("vacuum {}").format(sql.Identifier("raw", ex.name)))
     return moved
 
 
