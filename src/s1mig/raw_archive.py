@@ -82,6 +82,14 @@ class Moved:
             f"{self.compressed_bytes / 1e6:.1f} MB compressed)"
         )
 
+    def __add__(self, other: Moved) -> Moved:
+        return Moved(
+            self.drop_date,
+            self.rows + other.rows,
+            self.text_bytes + other.text_bytes,
+            self.compressed_bytes + other.compressed_bytes,
+        )
+
 
 @dataclass(frozen=True)
 class Restored:
@@ -153,15 +161,9 @@ def archive(url: str | None = None, keep: int | None = None) -> list[Moved]:
                 )
                 if not still:  # replaced by a correction meanwhile
                     continue
-                total = Moved(drop_date, 0, 0, 0)
-                for ex in ARCHIVED:
-                    m = _archive_extract(conn, ex, drop_date, landed_at)
-                    total = Moved(
-                        drop_date,
-                        total.rows + m.rows,
-                        total.text_bytes + m.text_bytes,
-                        total.compressed_bytes + m.compressed_bytes,
-                    )
+                total = sum(
+                    (_archive_extract(conn, ex, drop_date, landed_at) for ex in ARCHIVED), Moved(drop_date, 0, 0, 0)
+                )
             log.info(total.line("archived"))
             moved.append(total)
         if moved:  # the deleted rows' space, for the next landings (autovacuum would wait for a fifth of a table)
@@ -220,15 +222,9 @@ def restore(url: str | None = None) -> list[Moved]:
         for drop_date, landed_at in archived:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (LANDING_LOCK,))
-                total = Moved(drop_date, 0, 0, 0)
-                for ex in ARCHIVED:
-                    m = _restore_extract(conn, ex, drop_date, landed_at)
-                    total = Moved(
-                        drop_date,
-                        total.rows + m.rows,
-                        total.text_bytes + m.text_bytes,
-                        total.compressed_bytes + m.compressed_bytes,
-                    )
+                total = sum(
+                    (_restore_extract(conn, ex, drop_date, landed_at) for ex in ARCHIVED), Moved(drop_date, 0, 0, 0)
+                )
             log.info(total.line("restored"))
             moved.append(total)
     return moved
