@@ -110,7 +110,8 @@ def run(root: Path, server: Server, report: Report, args: argparse.Namespace) ->
     progress(f"after day 1: database {_gb(sum(base.values()))}")
 
     done: list[Day] = []
-    for k in range(2, days + 1):
+    last_day = min(args.month_last_day or days, days)
+    for k in range(2, last_day + 1):
         day = START + dt.timedelta(days=k - 1)
         d = day.isoformat()
         cmd = [S1MIG, "run", "--landing", str(landing), "--date", d, "--out", str(out)]
@@ -130,7 +131,7 @@ def run(root: Path, server: Server, report: Report, args: argparse.Namespace) ->
             f"day {k}: {m.seconds:.1f}s, {last.attempts:,} attempts; database {_gb(last.total)} "
             f"(+{_gb(last.total - (done[-2].total if len(done) > 1 else sum(base.values())))})"
         )
-    _figures(report, days, base, done, home)
+    _figures(report, last_day, base, done, home)
 
 
 def _figures(report: Report, days: int, base: dict[str, int], done: list[Day], home: Home) -> None:

@@ -100,6 +100,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="B8 national day, B9 backfill, B10 storage: day 1 then days 2..N through `s1mig run`",
     )
     parser.add_argument("--month-days", type=int, default=31, help="--national-month: days of drops (default 31)")
+    parser.add_argument(
+        "--month-last-day",
+        type=int,
+        default=None,
+        help="--national-month: stop after this day (the landing still has --month-days days, so a "
+        "cached month is reused; with --keep, a national warehouse to experiment on)",
+    )
     parser.add_argument("--profile", action="store_true", help="where the time goes, and the tuning proposals")
     parser.add_argument("--national-installations", type=int, default=15_000_000)
     parser.add_argument("--national-daily-volume", type=float, default=160_000)

@@ -191,6 +191,11 @@
     {{ report_state_side(relation, 'replaced') }}
 {%- endmacro %}
 
+{#- The keys a keyed state moved this run (one column, named as its state_key). -#}
+{% macro state_change_keys(relation) -%}
+    {{ report_state_side(relation, 'changes') }}
+{%- endmacro %}
+
 {#- Step 1 of a keyed state, before its SQL runs: the keys of the rows of every
     `state_changes` input with a drop date between R and D. -#}
 {% macro report_state_changes(state_key) -%}
@@ -262,11 +267,20 @@
 {#- What changes an installation's state as at the end of a date (the two installation
     states and the progress counts built from them): a version of the installation
     (stg_dcc__installations, in the drop of its effective_from) or of its migration state
-    (int_installation_status_versions, valid_from = the drop that made it). Both keyed
-    installation states name the same inputs, so their `__changes` hold the same keys. -#}
+    (int_installation_status_versions, valid_from = the drop that made it). -#}
 {% macro installation_state_changes() -%}
+    {{ return(installation_version_changes() + [
+        {'ref': 'int_installation_status_versions', 'drop_date': 'valid_from'},
+    ]) }}
+{%- endmacro %}
+
+{#- What changes who is responsible for an installation as at the end of a date
+    (int_installation_responsibilities_eod): a version of the installation alone. A
+    subset of installation_state_changes(), so the responsibilities' `__changes` are among
+    the migration states' (int_cohort_progress_eod relies on it): about 1,600 keys a
+    national day instead of 356,000 (docs/performance.md). -#}
+{% macro installation_version_changes() -%}
     {{ return([
         {'ref': 'stg_dcc__installations', 'drop_date': '_drop_date'},
-        {'ref': 'int_installation_status_versions', 'drop_date': 'valid_from'},
     ]) }}
 {%- endmacro %}

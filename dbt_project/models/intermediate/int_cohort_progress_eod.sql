@@ -8,8 +8,12 @@
 
     A report state kept by delta (macros/materializations/report_state.sql): a run that
     moves the two installation states from the date last built takes the counts held,
-    counts out the rows those states replaced and counts in their new rows for the same
-    installations; otherwise it counts every installation. -#}
+    counts out what the installations whose state moved counted before and counts in
+    what they count now; otherwise it counts every installation. The installations
+    moved are the migration state's (its `__changes`); the responsibilities moved only
+    those of them with a new installation version (installation_version_changes), so the
+    rows counted out are the responsibilities' replaced rows and, for the others, their
+    rows as they are. -#}
 {{ config(
     materialized='report_state',
     delta_of=['int_installation_responsibilities_eod', 'int_installation_status_eod'],
@@ -46,7 +50,15 @@ counted as (
             replaced_responsibilities.eligible_from,
             {{ progress_category('replaced_states') }} as category,
             -1 as installations
-        from {{ replaced_state(ref('int_installation_responsibilities_eod')) }} as replaced_responsibilities
+        from (
+            select * from {{ replaced_state(ref('int_installation_responsibilities_eod')) }}
+            union all
+            select * from responsibilities
+            where not exists (
+                select from {{ state_change_keys(ref('int_installation_responsibilities_eod')) }} as moved
+                where moved.installation_id = responsibilities.installation_id
+            )
+        ) as replaced_responsibilities
         left join {{ replaced_state(ref('int_installation_status_eod')) }} as replaced_states
             on replaced_responsibilities.installation_id = replaced_states.installation_id
 

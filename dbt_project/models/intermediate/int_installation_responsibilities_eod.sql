@@ -4,18 +4,16 @@
     group_id and eligible_from come from it too. Every installation with such a version
     has at least one row.
     A report state (macros/materializations/report_state.sql): a run recomputes only the
-    installations with a version, or a version of their migration state, delivered
-    between the date last built and D; the other rows are as at the end of D already. -#}
+    installations with a version delivered between the date last built and D (their
+    migration state does not change who is responsible for them); the other rows are as
+    at the end of D already. -#}
 {{ config(
     materialized='report_state',
     state_key='installation_id',
-    state_changes=installation_state_changes(),
+    state_changes=installation_version_changes(),
     grain=['installation_id', 'party_id'],
     indexes=[{'columns': ['installation_id']}],
 ) }}
-
-{#- the status versions are read only for the keys they change (state_changes) -#}
--- depends_on: {{ ref('int_installation_status_versions') }}
 
 with installations as (
     select * from {{ ref('stg_dcc__installations') }}
