@@ -97,8 +97,26 @@
 {#- WHERE condition on a raw source's rows (staging models): only the pending drop dates.
     `= any(array(...))` makes the dates one parameter the planner looks up in the
     _drop_date index, instead of a semi-join that scans the whole history. -#}
-{% macro in_pending_drops() -%}
-    _drop_date = any(array{{ pending_drop_dates() }})
+{% macro in_pending_drops(dates=none) -%}
+    {%- if dates is none -%}
+        _drop_date = any(array{{ pending_drop_dates() }})
+    {%- else -%}
+        _drop_date = any({{ dates }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The pending drop dates as they are now, as a date[] literal for in_pending_drops(dates),
+    for the statements a delivery materialization runs once it holds the landing lock
+    (the dates cannot change until it commits). Written in, the planner sees how few rows
+    they select (a date its statistics have not seen: about one row); as a subquery it
+    assumes ten dates' worth, the whole table while a model holds under ten drops and a
+    third of it at thirty, and scans the table's whole history to find them. -#}
+{% macro pending_drop_dates_now() -%}
+    {%- set found = run_query(
+        "select coalesce(array_agg(pending.drop_date order by pending.drop_date)::text, '{}') from "
+        ~ pending_drop_dates() ~ " as pending"
+    ).columns[0].values()[0] -%}
+    {{ return("'" ~ found ~ "'::date[]") }}
 {%- endmacro %}
 
 {#- The log now says the model holds every delivery available to it. -#}

@@ -9,7 +9,9 @@
 
     In one transaction, so a failed build leaves the model as it was:
     1. take the landing lock in shared mode: no landing can commit until this model does,
-       so the ledger and raw cannot move under it;
+       so the ledger and raw cannot move under it; read the pending dates then, and write
+       them into the statements below as a literal (the planner sees how few rows they
+       select; the model's own SQL, compiled before, reads them as a subquery);
     2. delete the model's rows of every pending drop date (an earlier delivery being
        replaced, or one taken back);
     3. append the model's rows (the pending drops; all of them when built whole);
@@ -40,10 +42,12 @@
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
-    {%- do run_in_transaction('begin_delivery_increment', begin_delivery_increment()) -%}
+    {%- do run_in_transaction('landing_lock', 'select pg_advisory_xact_lock_shared(' ~ landing_lock_id() ~ ')') -%}
+    {%- set pending = pending_drop_dates_now() -%}
+    {%- do run_in_transaction('begin_delivery_increment', begin_delivery_increment(pending)) -%}
     {%- set to_drop = build_delivery_table(existing_relation, target_relation, sql, on_schema_change) -%}
-    {%- do run_in_transaction('assert_delivery_grain', assert_delivery_grain()) -%}
-    {%- do run_in_transaction('end_delivery_increment', end_delivery_increment()) -%}
+    {%- do run_in_transaction('assert_delivery_grain', assert_delivery_grain(pending)) -%}
+    {%- do run_in_transaction('end_delivery_increment', end_delivery_increment(pending)) -%}
     {%- do run_in_transaction('analyze_if_stale', analyze_table_if_stale('_drop_date')) -%}
 
     {{ return(finish_delivery_model(
@@ -76,27 +80,29 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Steps 1 and 2 (and, versioned, noting the keys of the rows being replaced). -#}
-{% macro begin_delivery_increment() -%}
-    select pg_advisory_xact_lock_shared({{ landing_lock_id() }});
+{#- Step 2 (and, versioned, noting the keys of the rows being replaced); `pending`: the
+    pending dates read under the landing lock (pending_drop_dates_now), here and below. -#}
+{% macro begin_delivery_increment(pending) -%}
     {% if config.get('versions_key') -%}
-        {{ note_replaced_version_keys() }};
+        {{ note_replaced_version_keys(pending) }};
     {%- endif %}
     {% if is_incremental() -%}
-        delete from {{ this }} where {{ in_pending_drops() }};
+        delete from {{ this }} where {{ in_pending_drops(pending) }};
+    {%- else -%}
+        select 1;
     {%- endif %}
 {%- endmacro %}
 
 {#- Step 4. An incremental run looks each key of its rows up through the index whose
     leading column is the grain's first column. -#}
-{% macro assert_delivery_grain() -%}
-    {{ assert_unique_in_increment(config.get('grain'), in_pending_drops(), lineage=true) }}
+{% macro assert_delivery_grain(pending) -%}
+    {{ assert_unique_in_increment(config.get('grain'), in_pending_drops(pending), lineage=true) }}
 {%- endmacro %}
 
 {#- Steps 5 and 6. -#}
-{% macro end_delivery_increment() -%}
+{% macro end_delivery_increment(pending) -%}
     {%- if config.get('versions_key') and is_incremental() %}
-        {{ recompute_valid_to() }};
+        {{ recompute_valid_to(pending) }};
     {%- endif %}
     {{ log_deliveries() }}
 {%- endmacro %}
@@ -119,18 +125,18 @@
     whole). -#}
 {% macro replaced_version_keys() -%}{{ this.identifier }}__replaced_keys{%- endmacro %}
 
-{% macro note_replaced_version_keys() -%}
+{% macro note_replaced_version_keys(pending) -%}
     {%- if is_incremental() -%}
         create temporary table {{ replaced_version_keys() }} on commit drop as
         select distinct {{ config.get('versions_key') }}::text as version_key
         from {{ this }}
-        where {{ in_pending_drops() }}
+        where {{ in_pending_drops(pending) }}
     {%- else -%}
         create temporary table {{ replaced_version_keys() }} (version_key text) on commit drop
     {%- endif -%}
 {%- endmacro %}
 
-{% macro recompute_valid_to() -%}
+{% macro recompute_valid_to(pending) -%}
     {%- set key = config.get('versions_key') -%}
     update {{ this }} as versions
     set valid_to = recomputed.valid_to
@@ -143,7 +149,7 @@
         where {{ key }} = any(array(
             select version_key from {{ replaced_version_keys() }}
             union
-            select {{ key }} from {{ this }} where {{ in_pending_drops() }}
+            select {{ key }} from {{ this }} where {{ in_pending_drops(pending) }}
         ))
     ) as recomputed
     where
