@@ -176,7 +176,7 @@
 {% macro end_versions_increment(keys) -%}
     set local enable_nestloop = on;
     {{ close_versions(keys) }};
-    {{ assert_unique_in_increment(keys + ['valid_from'], in_history_increment('valid_from')) }};
+    {{ assert_unique_in_increment(keys + ['valid_from'], in_history_increment('valid_from'), closed=true) }};
     {{ assert_unique_in_increment(keys, in_history_increment('valid_from'), where='valid_to is null') }};
     {{ log_deliveries(history_upstream()) }}
 {%- endmacro %}
