@@ -1,0 +1,80 @@
+"""A versions model's run checks one version per key and drop date among the rows it
+wrote (delivery_history's end_versions_increment, `closed=true`: every row with a key at
+or after the rebuild-from date is the run's own, so the check groups the increment alone
+instead of looking each key up in the history). A model whose SQL went wrong and made
+two versions of one installation on one date must fail its run, naming the key, and
+leave the table as it was.
+
+The fault is planted in a copy of the dbt project (S1MIG_PROJECT_DIR): the status
+versions model of the copy writes one of its rows twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import psycopg
+import pytest
+
+from s1mig import config, dbt, pipeline
+from s1mig.errors import DbtFailed
+from s1mig.generate import generate
+
+pytestmark = pytest.mark.integration
+
+START = dt.date(2020, 7, 31)
+MODEL = "int_installation_status_versions"
+SELECT = ["--select", f"+{MODEL}"]
+FINAL_SELECT = "\nselect\n    installation_id,\n    has_success,"
+
+
+def _plant_duplicate_version(project_dir) -> None:
+    model = project_dir / "dbt_project" / "models" / "intermediate" / f"{MODEL}.sql"
+    sql = model.read_text()
+    assert sql.count(FINAL_SELECT) == 1, "the model's final select moved: update this test"
+    head, tail = sql.split(FINAL_SELECT)
+    model.write_text(
+        head
+        + ",\n\nfinal as (\nselect\n    installation_id,\n    has_success,"
+        + tail
+        + "\n)\n\nselect * from final\nunion all\n(select * from final order by installation_id, valid_from limit 1)\n"
+    )
+
+
+def _versions(url: str) -> tuple:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            f"select count(*), coalesce(md5(string_agg(t::text, '|' order by t::text)), '') "
+            f"from intermediate.{MODEL} as t"
+        ).fetchone()
+
+
+def test_two_versions_of_a_key_on_one_date_fail_the_run_and_change_nothing(warehouse, tmp_path, monkeypatch):
+    landing = tmp_path / "landing"
+    generate(landing, START, 2, 300, seed=3, progress=False)
+    dbt.run_dbt(["seed"], echo=None)
+    pipeline.land_step(landing, START)
+    dbt.run_dbt(["run", *SELECT], echo=None)
+    pipeline.land_step(landing, START + dt.timedelta(days=1))
+    before = _versions(warehouse)
+
+    project = tmp_path / "project"
+    shutil.copytree(
+        config.dbt_project_dir(),
+        project / "dbt_project",
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "__pycache__"),
+    )
+    _plant_duplicate_version(project)
+    monkeypatch.setenv("S1MIG_PROJECT_DIR", str(project))
+    with pytest.raises(DbtFailed) as err:
+        dbt.run_dbt(["run", *SELECT], echo=None)
+    assert (
+        f"{MODEL}: 1 key(s) occur more than once (grain: installation_id, valid_from): "
+        "(installation_id, valid_from) = (S1" in str(err.value)
+    )
+    assert _versions(warehouse) == before
+
+    # the real project builds the same day
+    monkeypatch.delenv("S1MIG_PROJECT_DIR")
+    dbt.run_dbt(["run", *SELECT], echo=None)
+    assert _versions(warehouse)[0] > before[0]
