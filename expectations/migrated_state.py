@@ -14,7 +14,8 @@ it was last moved to (audit.gate_migrated_state). Moving it from R to D recomput
 installations whose contribution can differ between the end of R and the end of D: those
 with an installation version in a drop after the earlier date up to the later, or a
 completion version (valid_from) there. Their contributions as at the end of R are
-counted out and as at the end of D counted in; both come from the history tables as they
+counted out and as at the end of D counted in, in one pass that reads each table once for
+both dates; both come from the history tables as they
 are now, which hold the same rows up to R as when the state was last moved, as long as
 no delivery up to R changed since (a fingerprint of the ledger's current deliveries up
 to R). A correction or withdrawal of a drop up to R (and a first gate run) recomputes it
@@ -65,39 +66,49 @@ select installation_id from {attempt_completion_versions}
 where valid_from > %(low)s and valid_from <= %(high)s
 """
 
-# One row per (party, eligible_from, kind) as at the end of {day}: the installation
-# version in force then (valid_to after the end of the day), each fuel's supplier
-# responsible for it, and its Successes in force then (completion versions) with the
-# parties they listed. {keys} restricts the installations (and their attempts).
+# One row per (party, eligible_from, kind): the installations counted as at the end of each
+# of {days} (date, sign: +1 counted in, -1 counted out), summed. As at the end of a date:
+# the installation version in force then (valid_to after the end of the day), each fuel's
+# supplier responsible for it, and its Successes in force then (completion versions) with
+# the parties they listed. {keys} restricts the installations (and their attempts); with
+# keys, each table is read once for all the dates (materialized), not once per date.
 CONTRIBUTIONS = """
-with bounds as (select (({day} + 1)::timestamp at time zone '{local_tz}') as day_end),
+with days (day, sign) as (values {days}),
+bounds as (select day, sign, ((day + 1)::timestamp at time zone '{local_tz}') as day_end from days),
+installations as {materialized} (
+    select installation_id, mpan, mprn, elec_supplier_id, gas_supplier_id, eligible_from, effective_from, valid_to
+    from {installation_versions} as i
+    where {installation_keys}
+),
 installations_at_end as (
-    select i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
-    from {installation_versions} as i, bounds
-    where i.effective_from < bounds.day_end and (i.valid_to is null or i.valid_to >= bounds.day_end)
-      and {installation_keys}
+    select b.day, b.sign, i.installation_id, i.mpan, i.mprn, i.elec_supplier_id, i.gas_supplier_id, i.eligible_from
+    from installations as i
+    join bounds as b on i.effective_from < b.day_end and (i.valid_to is null or i.valid_to >= b.day_end)
 ),
 responsible as (
-    select installation_id, elec_supplier_id as party_id, eligible_from from installations_at_end
+    select day, sign, installation_id, elec_supplier_id as party_id, eligible_from from installations_at_end
     where mpan is not null and elec_supplier_id is not null
     union
-    select installation_id, gas_supplier_id, eligible_from from installations_at_end
+    select day, sign, installation_id, gas_supplier_id, eligible_from from installations_at_end
     where mprn is not null and gas_supplier_id is not null
 ),
-successes as (
-    select installation_id, array_agg(distinct party_id) as parties
+completions as {materialized} (
+    select installation_id, party_id, valid_from, valid_to
     from {attempt_completion_versions}
-    where completion_status = 'Success'
-      and valid_from <= {day} and (valid_to is null or valid_to > {day})
-      and {attempt_keys}
-    group by installation_id
+    where completion_status = 'Success' and {attempt_keys}
+),
+successes as (
+    select b.day, c.installation_id, array_agg(distinct c.party_id) as parties
+    from completions as c
+    join bounds as b on c.valid_from <= b.day and (c.valid_to is null or c.valid_to > b.day)
+    group by b.day, c.installation_id
 )
 select r.party_id, r.eligible_from,
     case when r.party_id = any(s.parties) then 'received' when s.installation_id is not null then 'inherited'
         else 'none' end as kind,
-    count(*) as installations
+    sum(r.sign)::bigint as installations
 from responsible as r
-left join successes as s using (installation_id)
+left join successes as s on s.day = r.day and s.installation_id = r.installation_id
 group by 1, 2, 3
 """
 
@@ -110,10 +121,13 @@ _ATTEMPT_KEYS = (
 )
 
 
-def _contributions(day: dt.date, keyed: bool) -> str:
+def _contributions(days: tuple[tuple[dt.date, int], ...], keyed: bool) -> str:
+    """The contributions counted as at the end of each date, times its sign."""
+    values = ", ".join(f"(date '{day.isoformat()}', {sign})" for day, sign in days)
     return with_relations(
-        CONTRIBUTIONS.replace("{day}", f"date '{day.isoformat()}'")
+        CONTRIBUTIONS.replace("{days}", values)
         .replace("{local_tz}", LOCAL_TZ)
+        .replace("{materialized}", "materialized" if keyed else "not materialized")
         .replace("{installation_keys}", "i." + _KEYS if keyed else "true")
         .replace("{attempt_keys}", with_relations(_ATTEMPT_KEYS) if keyed else "true")
     )
@@ -134,9 +148,8 @@ def move(conn: psycopg.Connection, report_date: dt.date) -> str:
             f"""
             create temporary table gate_migrated_delta on commit drop as
             select party_id, eligible_from, kind, sum(installations)::bigint as installations from (
-                select party_id, eligible_from, kind, installations from ({_contributions(report_date, True)}) as now
-                union all
-                select party_id, eligible_from, kind, -installations from ({_contributions(held[0], True)}) as before
+                select party_id, eligible_from, kind, installations
+                from ({_contributions(((report_date, 1), (held[0], -1)), True)}) as moved
                 union all
                 select party_id, eligible_from, kind, installations from audit.gate_migrated_by_party
             ) as counted
@@ -151,7 +164,7 @@ def move(conn: psycopg.Connection, report_date: dt.date) -> str:
         conn.execute("delete from audit.gate_migrated_by_party")
         conn.execute(
             f"insert into audit.gate_migrated_by_party (party_id, eligible_from, kind, installations) "
-            f"{_contributions(report_date, False)}"
+            f"{_contributions(((report_date, 1),), False)}"
         )
         how = "recomputed"
     conn.execute(
