@@ -3,10 +3,13 @@ wrote (delivery_history's end_versions_increment, `closed=true`: every row with 
 or after the rebuild-from date is the run's own, so the check groups the increment alone
 instead of looking each key up in the history). A model whose SQL went wrong and made
 two versions of one installation on one date must fail its run, naming the key, and
-leave the table as it was.
+leave the table as it was. Likewise the check of one current version per key, which
+also groups the run's rows alone (once the run has ended the versions before its own):
+a model that left two of its versions of one key current fails its run.
 
-The fault is planted in a copy of the dbt project (S1MIG_PROJECT_DIR): the status
-versions model of the copy writes one of its rows twice."""
+The faults are planted in a copy of the dbt project (S1MIG_PROJECT_DIR): the status
+versions model of the copy writes one of its rows twice, or leaves every version it
+writes current (valid_to NULL)."""
 
 from __future__ import annotations
 
@@ -28,8 +31,12 @@ SELECT = ["--select", f"+{MODEL}"]
 FINAL_SELECT = "\nselect\n    installation_id,\n    has_success,"
 
 
+def _model(project_dir):
+    return project_dir / "dbt_project" / "models" / "intermediate" / f"{MODEL}.sql"
+
+
 def _plant_duplicate_version(project_dir) -> None:
-    model = project_dir / "dbt_project" / "models" / "intermediate" / f"{MODEL}.sql"
+    model = _model(project_dir)
     sql = model.read_text()
     assert sql.count(FINAL_SELECT) == 1, "the model's final select moved: update this test"
     head, tail = sql.split(FINAL_SELECT)
@@ -39,6 +46,26 @@ def _plant_duplicate_version(project_dir) -> None:
         + tail
         + "\n)\n\nselect * from final\nunion all\n(select * from final order by installation_id, valid_from limit 1)\n"
     )
+
+
+def _plant_current_versions(project_dir) -> None:
+    model = _model(project_dir)
+    sql = model.read_text()
+    valid_to = "    lead(valid_from) over (partition by installation_id order by valid_from) as valid_to\nfrom states"
+    assert sql.count(valid_to) == 1, "the model's valid_to moved: update this test"
+    model.write_text(sql.replace(valid_to, "    null::date as valid_to\nfrom states"))
+
+
+def _planted_copy(tmp_path, monkeypatch, plant) -> None:
+    """Runs of dbt from here on build a copy of the project with `plant` applied."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        config.dbt_project_dir(),
+        project / "dbt_project",
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "__pycache__"),
+    )
+    plant(project)
+    monkeypatch.setenv("S1MIG_PROJECT_DIR", str(project))
 
 
 def _versions(url: str) -> tuple:
@@ -58,14 +85,7 @@ def test_two_versions_of_a_key_on_one_date_fail_the_run_and_change_nothing(wareh
     pipeline.land_step(landing, START + dt.timedelta(days=1))
     before = _versions(warehouse)
 
-    project = tmp_path / "project"
-    shutil.copytree(
-        config.dbt_project_dir(),
-        project / "dbt_project",
-        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "__pycache__"),
-    )
-    _plant_duplicate_version(project)
-    monkeypatch.setenv("S1MIG_PROJECT_DIR", str(project))
+    _planted_copy(tmp_path, monkeypatch, _plant_duplicate_version)
     with pytest.raises(DbtFailed) as err:
         dbt.run_dbt(["run", *SELECT], echo=None)
     assert (
@@ -78,3 +98,35 @@ def test_two_versions_of_a_key_on_one_date_fail_the_run_and_change_nothing(wareh
     monkeypatch.delenv("S1MIG_PROJECT_DIR")
     dbt.run_dbt(["run", *SELECT], echo=None)
     assert _versions(warehouse)[0] > before[0]
+
+
+def test_two_current_versions_of_a_key_fail_the_run_and_change_nothing(warehouse, tmp_path, monkeypatch):
+    # two drops pending at once: the run writes two versions of the installations both
+    # days touch, and the planted model leaves both current
+    landing = tmp_path / "landing"
+    generate(landing, START, 3, 300, seed=5, progress=False)
+    dbt.run_dbt(["seed"], echo=None)
+    pipeline.land_step(landing, START)
+    dbt.run_dbt(["run", *SELECT], echo=None)
+    pipeline.land_step(landing, START + dt.timedelta(days=1))
+    pipeline.land_step(landing, START + dt.timedelta(days=2))
+    before = _versions(warehouse)
+
+    _planted_copy(tmp_path, monkeypatch, _plant_current_versions)
+    with pytest.raises(DbtFailed) as err:
+        dbt.run_dbt(["run", *SELECT], echo=None)
+    message = str(err.value)
+    grain = "key(s) occur more than once (grain: installation_id, valid_to is null): (installation_id) = (S1"
+    assert f"{MODEL}: " in message and grain in message, message
+    assert _versions(warehouse) == before
+
+    monkeypatch.delenv("S1MIG_PROJECT_DIR")
+    dbt.run_dbt(["run", *SELECT], echo=None)
+    with psycopg.connect(warehouse) as conn:
+        # the two days did write two versions of some installations (the fault had keys to show)
+        twice = conn.execute(
+            f"select count(*) from (select installation_id from intermediate.{MODEL} "
+            f"where valid_from > %s group by 1 having count(*) > 1) as twice",
+            (START,),
+        ).fetchone()[0]
+    assert twice > 0

@@ -169,15 +169,21 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- Steps 5 and 6 of a versions model. What follows the model's query looks the keys of
-    the run's versions up one by one through their index (closing the versions before
-    them, the checks), which needs nested loops again: as hash joins each would read every
-    version of the history. -#}
+{#- Steps 5 and 6 of a versions model. Closing the versions before the run's looks the
+    keys of the run's versions up one by one through their index, which needs nested
+    loops again: as a hash join it would read every version of the history. Both checks
+    then group the run's rows alone (`closed`): a key and drop date at or after the
+    rebuild-from date is the run's own, and once close_versions has run, no version
+    before the rebuild-from date of a key the run wrote is current (it ended every one of
+    them at the run's first version of the key), so the run's current versions are all
+    the key's current versions. -#}
 {% macro end_versions_increment(keys) -%}
     set local enable_nestloop = on;
     {{ close_versions(keys) }};
     {{ assert_unique_in_increment(keys + ['valid_from'], in_history_increment('valid_from'), closed=true) }};
-    {{ assert_unique_in_increment(keys, in_history_increment('valid_from'), where='valid_to is null') }};
+    {{ assert_unique_in_increment(
+        keys, in_history_increment('valid_from'), where='valid_to is null', closed=true
+    ) }};
     {{ log_deliveries(history_upstream()) }}
 {%- endmacro %}
 
