@@ -35,8 +35,7 @@ OURS = {"raw", "audit"}  # schemas Python writes itself: any of their tables may
 def manifest(tmp_path_factory) -> dict:
     target = tmp_path_factory.mktemp("dbt_parse")
     project = str(config.dbt_project_dir())
-    exe = dbt.dbt_command([])[0]
-    cmd = [exe, "parse", "--no-partial-parse", "--project-dir", project, "--profiles-dir", project]
+    cmd = [*dbt.dbt_program(), "parse", "--no-partial-parse", "--project-dir", project, "--profiles-dir", project]
     cmd += ["--target-path", str(target / "target"), "--log-path", str(target / "logs")]
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

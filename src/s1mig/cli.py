@@ -182,7 +182,7 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 
     if not args.dbt_args or any(a in ("-h", "--help", "--version", "-V") for a in args.dbt_args):
         # dbt's own help (or version): no warehouse, no lease, no project options added
-        return subprocess.call([dbt.dbt_command([])[0], *(args.dbt_args or ["--help"])])
+        return subprocess.call([*dbt.dbt_program(), *(args.dbt_args or ["--help"])])
     url = db.warehouse_url()
     with db.connect(url) as conn:
         db.ensure_bi_role(conn)  # the marts grant to it: a fresh warehouse has it from the first build

@@ -12,25 +12,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from s1mig import config, db
+from s1mig import config, db, dbt_main, dbt_schedule
 from s1mig.errors import DatabaseUnreachable, DbtFailed
 
 log = logging.getLogger(__name__)
+
+
+def _work_dir() -> Path:
+    """dbt's target and log directories, and the node times of s1mig.dbt_schedule."""
+    return config.home() / "dbt"
 
 
 def dbt_env(url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(db.warehouse_env(url))
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    env[dbt_schedule.TIMES_ENV] = str(_work_dir() / "node_times.json")  # beside "target"
     return env
+
+
+def dbt_program() -> list[str]:
+    """dbt's command line, as s1mig runs it: the `dbt` script's own entry point, with the
+    order of the nodes on dbt's threads set by s1mig.dbt_schedule (s1mig.dbt_main)."""
+    return [sys.executable, "-m", "s1mig.dbt_main"]
 
 
 def dbt_command(args: list[str]) -> list[str]:
     project = config.dbt_project_dir()
-    work = config.home() / "dbt"
-    exe = Path(sys.executable).with_name("dbt")
+    work = _work_dir()
     return [
-        str(exe) if exe.exists() else "dbt",
+        *dbt_program(),
         *args,
         "--project-dir",
         str(project),
@@ -125,7 +136,7 @@ def run_dbt(args: list[str], url: str | None = None, echo=print, extra_env: dict
     output = _Output(echo)
     if _in_process:
         log.info("running %s (in this process)", " ".join(cmd))
-        exit_code = _run_here(cmd[1:], env, output)
+        exit_code = _run_here(cmd[len(dbt_program()) :], env, output)
     else:
         log.info("running %s", " ".join(cmd))
         out = subprocess.PIPE
@@ -155,8 +166,10 @@ def _run_here(args: list[str], env: dict[str, str], output: _Output) -> int:
 
     saved = {name: os.environ.get(name) for name, value in env.items() if os.environ.get(name) != value}
     os.environ.update(env)  # `env` is this environment with the warehouse's and the caller's added
+    dbt_schedule.install()
     try:
         result = dbtRunner(callbacks=[event]).invoke([*args, "--log-level", "none", "--log-level-file", "debug"])
+        dbt_main.record_node_times()
     finally:
         for name, value in saved.items():
             if value is None:
