@@ -307,7 +307,7 @@ def test_stopping_a_run_stops_everything_it_started(warehouse, tmp_path, how):
     try:
         _wait_for_line(_lines(cli), "dbt_build ...", seen)
         deadline = time.monotonic() + 60
-        while not any("dbt build" in _cmdline(p) for p in airflow_run.descendants(cli.pid)):
+        while not any("s1mig.dbt_main build" in _cmdline(p) for p in airflow_run.descendants(cli.pid)):
             assert time.monotonic() < deadline, "dbt never started"
             time.sleep(0.1)
         time.sleep(1)
