@@ -9,7 +9,9 @@ a model that left two of its versions of one key current fails its run.
 
 The faults are planted in a copy of the dbt project (S1MIG_PROJECT_DIR): the status
 versions model of the copy writes one of its rows twice, or leaves every version it
-writes current (valid_to NULL)."""
+writes current (valid_to NULL). And a moved report state (int_installation_status_eod)
+checks the rows it appended, not the table: every key among the run's changes (a model
+that lost its among_state_changes condition) and one row per key (a row written twice)."""
 
 from __future__ import annotations
 
@@ -130,3 +132,64 @@ def test_two_current_versions_of_a_key_fail_the_run_and_change_nothing(warehouse
             (START,),
         ).fetchone()[0]
     assert twice > 0
+
+
+STATE = "int_installation_status_eod"
+STATE_FILTER = (
+    "        effective_from < {{ report_day_end() }}\n        and {{ among_state_changes('installation_id') }}\n"
+)
+
+
+def _plant_state(project_dir, fault: str) -> None:
+    model = project_dir / "dbt_project" / "models" / "intermediate" / f"{STATE}.sql"
+    sql = model.read_text()
+    assert sql.count(STATE_FILTER) == 1, "the state's installations moved: update this test"
+    if fault == "every key":  # the model lost its among_state_changes condition
+        sql = sql.replace(STATE_FILTER, "        effective_from < {{ report_day_end() }}\n")
+    else:  # one of its rows twice
+        twice = "from installations\nleft join versions"
+        assert sql.count(twice) == 1, "the state's final select moved: update this test"
+        sql = sql.replace(
+            twice,
+            "from (select * from installations union all (select * from installations order by 1 limit 1))"
+            " as installations\nleft join versions",
+        )
+    model.write_text(sql)
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("every key", f"{STATE}: the model wrote rows of installation_id not among the run's changes: S1"),
+        ("a row twice", f"{STATE}: 1 key(s) occur more than once (grain: installation_id): (installation_id) = (S1"),
+    ],
+)
+def test_a_moved_state_checks_the_rows_it_wrote(warehouse, tmp_path, monkeypatch, fault, message):
+    """A moved report state checks the rows it appended (macros/materializations/
+    report_state.sql): each key among the run's changes, the grain among them."""
+    select = ["--select", f"+{STATE}"]
+    landing = tmp_path / "landing"
+    generate(landing, START, 2, 300, seed=3, progress=False)
+    dbt.run_dbt(["seed"], echo=None)
+    pipeline.land_step(landing, START)
+    dbt.run_dbt(["run", *select], echo=None, extra_env={dbt.REPORT_DATE_ENV: START.isoformat()})
+    pipeline.land_step(landing, START + dt.timedelta(days=1))
+    day2 = {dbt.REPORT_DATE_ENV: (START + dt.timedelta(days=1)).isoformat()}
+    dbt.run_dbt(["run", "--select", f"+{STATE}", "--exclude", STATE], echo=None, extra_env=day2)
+
+    def state() -> tuple:
+        with psycopg.connect(warehouse) as conn:
+            return conn.execute(
+                f"select count(*), md5(string_agg(t::text, '|' order by t::text)) from intermediate.{STATE} as t"
+            ).fetchone()
+
+    before = state()
+    _planted_copy(tmp_path, monkeypatch, lambda project: _plant_state(project, fault))
+    with pytest.raises(DbtFailed) as err:
+        dbt.run_dbt(["run", "--select", STATE], echo=None, extra_env=day2)
+    assert message in str(err.value), str(err.value)
+    assert state() == before
+
+    monkeypatch.delenv("S1MIG_PROJECT_DIR")
+    dbt.run_dbt(["run", "--select", STATE], echo=None, extra_env=day2)
+    assert state() != before

@@ -19,10 +19,11 @@
     `closed`: every row that shares a key with a row of the increment is in the increment
     itself (the key includes the column the increment is a range of, e.g. a versions
     model's valid_from from its rebuild-from date on): the increment's rows are grouped
-    alone, with no lookup per key. -#}
+    alone, with no lookup per key. `rows`: a relation holding exactly the run's rows (e.g. a
+    temporary table the run appended from), grouped instead of the table. -#}
 -- LT02 cannot place the Jinja tags that interleave this macro's SQL:
 -- noqa: disable=LT02
-{% macro assert_unique_in_increment(keys, increment, where=none, lineage=false, closed=false) -%}
+{% macro assert_unique_in_increment(keys, increment, where=none, lineage=false, closed=false, rows=none) -%}
     {%- set key_list = keys | join(', ') -%}
     {%- set grain_text = (key_list ~ (', ' ~ where if where else '')) | replace("'", "''") -%}
     do $assert_unique$
@@ -51,7 +52,9 @@
                     {%- endif %}
                 ) as duplicate,
                 row_number() over (order by {{ key_list }}) as key_rank
-            {%- if not is_incremental() or increment | trim == 'true' %}
+            {%- if rows %}
+            from {{ rows }} as candidates
+            {%- elif not is_incremental() or increment | trim == 'true' %}
             from {{ this }} as candidates
             {%- elif closed %}
             from (select * from {{ this }} where {{ increment }}) as candidates

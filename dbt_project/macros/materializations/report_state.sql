@@ -28,8 +28,10 @@
 
     In one transaction, so a failed build leaves the model (and its log) as it was:
     1. keyed, moved: the run's change keys into `<model>__changes`, the rows they have
-       into `<model>__replaced` (kept until the next run: an aggregate reads them), those
-       rows deleted, the model's rows for the keys appended, `grain` checked for them;
+       deleted and kept in `<model>__replaced` (until the next run: an aggregate reads
+       them), the model's rows for the keys appended; those rows checked: every key is
+       among the changes and `grain` holds (no lookup in the table: the run's keys have
+       no other rows);
        aggregate, moved: the model's rows (held + delta) replace the table's;
        built whole: a new table (configured indexes) swapped in, the side tables dropped;
     2. analyze when stale (macros/increment_checks.sql);
@@ -54,11 +56,7 @@
     {%- if moved and state_key -%}
         {%- do run_in_transaction('report_state_changes', report_state_changes(state_key)) -%}
         {%- do run_in_transaction('main', append_report_state(target_relation, sql)) -%}
-        {%- if config.get('grain') -%}
-            {%- do run_in_transaction(
-                'assert_state_grain', assert_unique_in_increment(config.get('grain'), among_state_changes(state_key))
-            ) -%}
-        {%- endif -%}
+        {%- do run_in_transaction('assert_state_rows', assert_report_state_rows(state_key)) -%}
     {%- elif moved -%}
         {%- do run_in_transaction('main', replace_report_state(target_relation, sql)) -%}
     {%- else -%}
@@ -214,15 +212,51 @@
     where {{ input['drop_date'] }} > date '{{ bounds[0] }}' and {{ input['drop_date'] }} <= date '{{ bounds[1] }}'
     {%- endfor %};
     analyze {{ changes }};
-    create unlogged table {{ replaced }} as
-    select * from {{ this }} where {{ state_key }} = any(array(select changes.{{ state_key }} from {{ changes }} as changes));
-    delete from {{ this }} where {{ state_key }} = any(array(select changes.{{ state_key }} from {{ changes }} as changes))
+    create unlogged table {{ replaced }} (like {{ this }});
+    with moved_out as (
+        delete from {{ this }}
+        where {{ state_key }} = any(array(select changes.{{ state_key }} from {{ changes }} as changes))
+        returning *
+    )
+    insert into {{ replaced }} select * from moved_out
 {%- endmacro %}
 
-{#- The model's rows (the run's keys) appended. -#}
+{#- The model's rows (the run's keys), kept in `report_state_rows` for the checks, then
+    appended. -#}
 {% macro append_report_state(target_relation, model_sql) -%}
-    insert into {{ target_relation }}
-    {{ model_sql }}
+    create temporary table report_state_rows on commit drop as
+    {{ model_sql }};
+    insert into {{ target_relation }} select * from report_state_rows
+{%- endmacro %}
+
+{#- The checks of a moved keyed state's new rows, read from `report_state_rows` (no lookup
+    in the table: the run deleted every row of its keys before it appended them): every
+    row's key is one of the run's changes (a model that lost its
+    `among_state_changes` condition would add a second row to a key it did not move),
+    and `grain` holds among them. -#}
+{% macro assert_report_state_rows(state_key) -%}
+    do $outside_changes$
+    declare
+        found text;
+    begin
+        select string_agg(distinct rows.{{ state_key }}::text, ', ') into found
+        from (
+            select {{ state_key }} from report_state_rows
+            except
+            select {{ state_key }} from {{ report_state_side(this, 'changes') }}
+            limit {{ shown_duplicates() }}
+        ) as rows;
+        if found is not null then
+            raise exception '%', format(
+                '{{ this.identifier }}: the model wrote rows of {{ state_key }} not among the run''s changes: %s',
+                found
+            ) using hint = 'its SQL reads its inputs where among_state_changes(...) (macros/materializations/report_state.sql)';
+        end if;
+    end
+    $outside_changes$;
+    {%- if config.get('grain') %}
+    {{ assert_unique_in_increment(config.get('grain'), 'true', rows='report_state_rows') }}
+    {%- endif %}
 {%- endmacro %}
 
 {#- An aggregate: its SQL (held + delta) replaces the table's rows. -#}
