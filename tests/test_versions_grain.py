@@ -78,52 +78,55 @@ def _versions(url: str) -> tuple:
         ).fetchone()
 
 
-def test_two_versions_of_a_key_on_one_date_fail_the_run_and_change_nothing(warehouse, tmp_path, monkeypatch):
+def _built_then_landed(tmp_path, days: int, seed: int, select: list[str], env=None) -> None:
+    """Day 1 landed and `select` built on it; days 2 .. `days` landed, not built."""
     landing = tmp_path / "landing"
-    generate(landing, START, 2, 300, seed=3, progress=False)
+    generate(landing, START, days, 300, seed=seed, progress=False)
     dbt.run_dbt(["seed"], echo=None)
     pipeline.land_step(landing, START)
-    dbt.run_dbt(["run", *SELECT], echo=None)
-    pipeline.land_step(landing, START + dt.timedelta(days=1))
-    before = _versions(warehouse)
+    dbt.run_dbt(["run", *select], echo=None, extra_env=env)
+    for day in range(1, days):
+        pipeline.land_step(landing, START + dt.timedelta(days=day))
 
-    _planted_copy(tmp_path, monkeypatch, _plant_duplicate_version)
+
+def _planted_run_fails(tmp_path, monkeypatch, plant, args, said: tuple[str, ...], snapshot, env=None):
+    """dbt `args` on a copy of the project with `plant` applied fails, saying each of
+    `said`, and leaves `snapshot()` as it was; the real project then runs the same.
+    Returns the snapshot from before."""
+    before = snapshot()
+    _planted_copy(tmp_path, monkeypatch, plant)
     with pytest.raises(DbtFailed) as err:
-        dbt.run_dbt(["run", *SELECT], echo=None)
-    assert (
-        f"{MODEL}: 1 key(s) occur more than once (grain: installation_id, valid_from): "
-        "(installation_id, valid_from) = (S1" in str(err.value)
-    )
-    assert _versions(warehouse) == before
-
-    # the real project builds the same day
+        dbt.run_dbt(args, echo=None, extra_env=env)
+    assert all(part in str(err.value) for part in said), str(err.value)
+    assert snapshot() == before
     monkeypatch.delenv("S1MIG_PROJECT_DIR")
-    dbt.run_dbt(["run", *SELECT], echo=None)
-    assert _versions(warehouse)[0] > before[0]
+    dbt.run_dbt(args, echo=None, extra_env=env)
+    return before
+
+
+def test_two_versions_of_a_key_on_one_date_fail_the_run_and_change_nothing(warehouse, tmp_path, monkeypatch):
+    _built_then_landed(tmp_path, 2, 3, SELECT)
+    said = (
+        f"{MODEL}: 1 key(s) occur more than once (grain: installation_id, valid_from): "
+        "(installation_id, valid_from) = (S1",
+    )
+    before = _planted_run_fails(
+        tmp_path, monkeypatch, _plant_duplicate_version, ["run", *SELECT], said, lambda: _versions(warehouse)
+    )
+    assert _versions(warehouse)[0] > before[0]  # the real project built the same day
 
 
 def test_two_current_versions_of_a_key_fail_the_run_and_change_nothing(warehouse, tmp_path, monkeypatch):
     # two drops pending at once: the run writes two versions of the installations both
     # days touch, and the planted model leaves both current
-    landing = tmp_path / "landing"
-    generate(landing, START, 3, 300, seed=5, progress=False)
-    dbt.run_dbt(["seed"], echo=None)
-    pipeline.land_step(landing, START)
-    dbt.run_dbt(["run", *SELECT], echo=None)
-    pipeline.land_step(landing, START + dt.timedelta(days=1))
-    pipeline.land_step(landing, START + dt.timedelta(days=2))
-    before = _versions(warehouse)
-
-    _planted_copy(tmp_path, monkeypatch, _plant_current_versions)
-    with pytest.raises(DbtFailed) as err:
-        dbt.run_dbt(["run", *SELECT], echo=None)
-    message = str(err.value)
-    grain = "key(s) occur more than once (grain: installation_id, valid_to is null): (installation_id) = (S1"
-    assert f"{MODEL}: " in message and grain in message, message
-    assert _versions(warehouse) == before
-
-    monkeypatch.delenv("S1MIG_PROJECT_DIR")
-    dbt.run_dbt(["run", *SELECT], echo=None)
+    _built_then_landed(tmp_path, 3, 5, SELECT)
+    said = (
+        f"{MODEL}: ",
+        "key(s) occur more than once (grain: installation_id, valid_to is null): (installation_id) = (S1",
+    )
+    _planted_run_fails(
+        tmp_path, monkeypatch, _plant_current_versions, ["run", *SELECT], said, lambda: _versions(warehouse)
+    )
     with psycopg.connect(warehouse) as conn:
         # the two days did write two versions of some installations (the fault had keys to show)
         twice = conn.execute(
@@ -167,13 +170,7 @@ def _plant_state(project_dir, fault: str) -> None:
 def test_a_moved_state_checks_the_rows_it_wrote(warehouse, tmp_path, monkeypatch, fault, message):
     """A moved report state checks the rows it appended (macros/materializations/
     report_state.sql): each key among the run's changes, the grain among them."""
-    select = ["--select", f"+{STATE}"]
-    landing = tmp_path / "landing"
-    generate(landing, START, 2, 300, seed=3, progress=False)
-    dbt.run_dbt(["seed"], echo=None)
-    pipeline.land_step(landing, START)
-    dbt.run_dbt(["run", *select], echo=None, extra_env={dbt.REPORT_DATE_ENV: START.isoformat()})
-    pipeline.land_step(landing, START + dt.timedelta(days=1))
+    _built_then_landed(tmp_path, 2, 3, ["--select", f"+{STATE}"], {dbt.REPORT_DATE_ENV: START.isoformat()})
     day2 = {dbt.REPORT_DATE_ENV: (START + dt.timedelta(days=1)).isoformat()}
     dbt.run_dbt(["run", "--select", f"+{STATE}", "--exclude", STATE], echo=None, extra_env=day2)
 
@@ -183,13 +180,13 @@ def test_a_moved_state_checks_the_rows_it_wrote(warehouse, tmp_path, monkeypatch
                 f"select count(*), md5(string_agg(t::text, '|' order by t::text)) from intermediate.{STATE} as t"
             ).fetchone()
 
-    before = state()
-    _planted_copy(tmp_path, monkeypatch, lambda project: _plant_state(project, fault))
-    with pytest.raises(DbtFailed) as err:
-        dbt.run_dbt(["run", "--select", STATE], echo=None, extra_env=day2)
-    assert message in str(err.value), str(err.value)
-    assert state() == before
-
-    monkeypatch.delenv("S1MIG_PROJECT_DIR")
-    dbt.run_dbt(["run", "--select", STATE], echo=None, extra_env=day2)
+    before = _planted_run_fails(
+        tmp_path,
+        monkeypatch,
+        lambda project: _plant_state(project, fault),
+        ["run", "--select", STATE],
+        (message,),
+        state,
+        day2,
+    )
     assert state() != before
