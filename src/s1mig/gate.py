@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from s1mig_expectations import migrated_state
 from s1mig_expectations.checkpoint import BATCH_MODEL
@@ -66,16 +67,28 @@ def inherited_counts(conn, report_date: dt.date, run_id: str) -> dict[str, int]:
     return dict(rows)
 
 
-def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
-    from s1mig_expectations import run_checkpoint
+def _move_rule_8_expectation(report_date: dt.date, url: str | None) -> str:
+    with db.connect(url) as conn, conn.transaction():
+        return migrated_state.move(conn, report_date)
 
+
+def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
     # GX reads the warehouse from ${S1MIG_GX_URL}: the same database as `url`, also when
     # the gate runs in this process without Airflow's environment (pipeline.run_direct)
     os.environ["S1MIG_GX_URL"] = db.warehouse_env(url or db.warehouse_url())["S1MIG_GX_URL"]
-    with db.connect(url) as conn, conn.transaction():
-        how = migrated_state.move(conn, report_date)  # Rule 8's expectation, as at the end of D
+    # Rule 8's expectation is moved to the end of D (in the database, one transaction)
+    # while this thread imports GX and prepares the checkpoint (no data read); the
+    # checkpoint runs once the move has committed.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-r8") as pool:
+        moving = pool.submit(_move_rule_8_expectation, report_date, url)
+        try:
+            from s1mig_expectations import prepare_checkpoint
+
+            checkpoint = prepare_checkpoint(report_date, config.home() / "gx")
+        finally:
+            how = moving.result()  # the move's error first: the checkpoint would fail on it
     log.info("gate %s: rule 8's expectation %s", report_date, how)
-    outcomes = run_checkpoint(report_date, config.home() / "gx")
+    outcomes = checkpoint.run()
     with db.connect(url) as conn, conn.transaction():
         conn.execute(AUDIT_DDL)
         conn.execute(FACTS_DDL)

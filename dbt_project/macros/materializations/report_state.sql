@@ -28,10 +28,10 @@
 
     In one transaction, so a failed build leaves the model (and its log) as it was:
     1. keyed, moved: the run's change keys into `<model>__changes`, the rows they have
-       deleted and kept in `<model>__replaced` (until the next run: an aggregate reads
-       them), the model's rows for the keys appended; those rows checked: every key is
-       among the changes and `grain` holds (no lookup in the table: the run's keys have
-       no other rows);
+       deleted and kept in `<model>__replaced`, the model's rows for the keys written to
+       `<model>__rows` and appended (both side tables kept until the next run: an
+       aggregate reads them); those rows checked: every key is among the changes and
+       `grain` holds (no lookup in the table: the run's keys have no other rows);
        aggregate, moved: the model's rows (held + delta) replace the table's;
        built whole: a new table (configured indexes) swapped in, the side tables dropped;
     2. analyze when stale (macros/increment_checks.sql);
@@ -131,6 +131,14 @@
     {{ return(report_state_from() is not none) }}
 {%- endmacro %}
 
+{#- Whether this run moves the state held forward, from R to a later D: every key with a
+    row at the end of R still has one at the end of D (a version before the end of R is
+    before the end of D, and the deliveries up to R are as they were). -#}
+{% macro report_state_forward() -%}
+    {%- set held = report_state_from() -%}
+    {{ return(held is not none and held < report_date_value() | string) }}
+{%- endmacro %}
+
 {#- R, the report date the state held is for, when this run moves it (else none). -#}
 {% macro report_state_from() -%}
     {%- if model is not defined -%}
@@ -173,12 +181,18 @@
 {%- endmacro %}
 
 {#- WHERE condition: `column` is one of the keys whose state this run moves (those in
-    `relation`'s `__changes`, by default this model's); every key when built whole. -#}
-{% macro among_state_changes(column, relation=none) -%}
+    `relation`'s `__changes`, by default this model's), and not one of the keys of
+    `unless_in` when given; every key when built whole. -#}
+{% macro among_state_changes(column, relation=none, unless_in=none) -%}
     {%- if report_state_incremental() -%}
         {%- set changes = report_state_side(relation or this, 'changes') -%}
         {%- set key = column.split('.')[-1] -%}
-        {{ column }} = any(array(select changes.{{ key }} from {{ changes }} as changes))
+        {{ column }} = any(array(
+            select changes.{{ key }} from {{ changes }} as changes
+            {%- if unless_in %}
+            where not exists (select from {{ unless_in }} as known where known.{{ key }} = changes.{{ key }})
+            {%- endif %}
+        ))
     {%- else -%}
         true
     {%- endif -%}
@@ -187,6 +201,11 @@
 {#- The rows a keyed state had for this run's keys before the run. -#}
 {% macro replaced_state(relation) -%}
     {{ report_state_side(relation, 'replaced') }}
+{%- endmacro %}
+
+{#- The rows a keyed state wrote for this run's keys (its rows for them after the run). -#}
+{% macro moved_state(relation) -%}
+    {{ report_state_side(relation, 'rows') }}
 {%- endmacro %}
 
 {#- The keys a keyed state moved this run (one column, named as its state_key). -#}
@@ -221,15 +240,18 @@
     insert into {{ replaced }} select * from moved_out
 {%- endmacro %}
 
-{#- The model's rows (the run's keys), kept in `report_state_rows` for the checks, then
-    appended. -#}
+{#- The model's rows (the run's keys), kept in `<model>__rows` for the checks and for an
+    aggregate of the state (until the next run, like `__replaced`), then appended. -#}
 {% macro append_report_state(target_relation, model_sql) -%}
-    create temporary table report_state_rows on commit drop as
+    {%- set rows = report_state_side(this, 'rows') -%}
+    drop table if exists {{ rows }};
+    create unlogged table {{ rows }} as
     {{ model_sql }};
-    insert into {{ target_relation }} select * from report_state_rows
+    analyze {{ rows }};
+    insert into {{ target_relation }} select * from {{ rows }}
 {%- endmacro %}
 
-{#- The checks of a moved keyed state's new rows, read from `report_state_rows` (no lookup
+{#- The checks of a moved keyed state's new rows, read from `<model>__rows` (no lookup
     in the table: the run deleted every row of its keys before it appended them): every
     row's key is one of the run's changes (a model that lost its
     `among_state_changes` condition would add a second row to a key it did not move),
@@ -241,7 +263,7 @@
     begin
         select string_agg(distinct rows.{{ state_key }}::text, ', ') into found
         from (
-            select {{ state_key }} from report_state_rows
+            select {{ state_key }} from {{ report_state_side(this, 'rows') }}
             except
             select {{ state_key }} from {{ report_state_side(this, 'changes') }}
             limit {{ shown_duplicates() }}
@@ -255,7 +277,7 @@
     end
     $outside_changes$;
     {%- if config.get('grain') %}
-    {{ assert_unique_in_increment(config.get('grain'), 'true', rows='report_state_rows') }}
+    {{ assert_unique_in_increment(config.get('grain'), 'true', rows=report_state_side(this, 'rows')) }}
     {%- endif %}
 {%- endmacro %}
 
@@ -269,7 +291,8 @@
 
 {% macro drop_report_state_side_tables() -%}
     drop table if exists {{ report_state_side(this, 'changes') }};
-    drop table if exists {{ report_state_side(this, 'replaced') }}
+    drop table if exists {{ report_state_side(this, 'replaced') }};
+    drop table if exists {{ report_state_side(this, 'rows') }}
 {%- endmacro %}
 
 {#- Step 3: R = D, with the fingerprint of the deliveries up to D (an aggregate: its keyed

@@ -25,8 +25,12 @@ with responsibilities as (
 ),
 
 states as (
+    {%- if report_state_incremental() %}
+    {#- the moved installations' states as the status state wrote them this run -#}
+    select * from {{ moved_state(ref('int_installation_status_eod')) }}
+    {%- else %}
     select * from {{ ref('int_installation_status_eod') }}
-    where {{ among_state_changes('installation_id', ref('int_installation_status_eod')) }}
+    {%- endif %}
 ),
 
 counted as (

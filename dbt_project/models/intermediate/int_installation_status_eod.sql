@@ -16,11 +16,20 @@
 ) }}
 
 with installations as (
+    {%- if report_state_forward() %}
+    {#- moved forward (D after R), a key with a row at the end of R (now in `__replaced`)
+        has a version before the end of D: only the other changed keys are looked up -#}
+    select replaced.installation_id
+    from {{ replaced_state(this) }} as replaced
+
+    union all
+
+    {%- endif %}
     select distinct installation_id
     from {{ ref('stg_dcc__installations') }}
     where
         effective_from < {{ report_day_end() }}
-        and {{ among_state_changes('installation_id') }}
+        and {{ among_state_changes('installation_id', unless_in=replaced_state(this) if report_state_forward()) }}
 ),
 
 versions as (
