@@ -82,6 +82,7 @@ LONGEST_FIRST = (
     "test_celery",
     "test_value_faults",
     "test_report_state",
+    "test_versions_grain",
     "test_release",
     "test_gate",
     "test_properties",

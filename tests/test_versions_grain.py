@@ -140,7 +140,8 @@ def test_two_current_versions_of_a_key_fail_the_run_and_change_nothing(warehouse
 STATE = "int_installation_status_eod"
 STATE_FILTER = (
     "        effective_from < {{ report_day_end() }}\n"
-    "        and {{ among_state_changes('installation_id', unless_in=replaced_state(this) if report_state_forward()) }}\n"
+    "        and {{ among_state_changes('installation_id', unless_in=replaced_state(this) if report_state_forward()) }}"
+    "\n"
 )
 
 

@@ -187,11 +187,10 @@
     {%- if report_state_incremental() -%}
         {%- set changes = report_state_side(relation or this, 'changes') -%}
         {%- set key = column.split('.')[-1] -%}
+        {%- set known = 'known.' ~ key ~ ' = changes.' ~ key -%}
+        {%- set unless = ' where not exists (select from ' ~ unless_in ~ ' as known where ' ~ known ~ ')' -%}
         {{ column }} = any(array(
-            select changes.{{ key }} from {{ changes }} as changes
-            {%- if unless_in %}
-            where not exists (select from {{ unless_in }} as known where known.{{ key }} = changes.{{ key }})
-            {%- endif %}
+            select changes.{{ key }} from {{ changes }} as changes{{ unless if unless_in else '' }}
         ))
     {%- else -%}
         true

@@ -25,12 +25,9 @@ with responsibilities as (
 ),
 
 states as (
-    {%- if report_state_incremental() %}
-    {#- the moved installations' states as the status state wrote them this run -#}
-    select * from {{ moved_state(ref('int_installation_status_eod')) }}
-    {%- else %}
-    select * from {{ ref('int_installation_status_eod') }}
-    {%- endif %}
+    {#- moved: the moved installations' states as the status state wrote them this run -#}
+    {%- set status_state = ref('int_installation_status_eod') %}
+    select * from {{ moved_state(status_state) if report_state_incremental() else status_state }}
 ),
 
 counted as (

@@ -16,15 +16,15 @@
 ) }}
 
 with installations as (
-    {%- if report_state_forward() %}
     {#- moved forward (D after R), a key with a row at the end of R (now in `__replaced`)
         has a version before the end of D: only the other changed keys are looked up -#}
-    select replaced.installation_id
-    from {{ replaced_state(this) }} as replaced
+    {%- if report_state_forward() %}
+        select replaced.installation_id
+        from {{ replaced_state(this) }} as replaced
 
-    union all
-
+        union all
     {%- endif %}
+
     select distinct installation_id
     from {{ ref('stg_dcc__installations') }}
     where
