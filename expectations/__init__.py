@@ -3,7 +3,7 @@
 Installed as the package `s1mig_expectations`. Every rule is an expectation that runs
 inside PostgreSQL (UnexpectedRowsExpectation SQL), scoped to one report date."""
 
-from s1mig_expectations.checkpoint import RuleOutcome, prepare_checkpoint, run_checkpoint
+from s1mig_expectations.checkpoint import RuleOutcome, prepare_checkpoint, run_checkpoint, update_data_docs
 from s1mig_expectations.rules import RULES, Rule
 
-__all__ = ["RULES", "Rule", "RuleOutcome", "prepare_checkpoint", "run_checkpoint"]
+__all__ = ["RULES", "Rule", "RuleOutcome", "prepare_checkpoint", "run_checkpoint", "update_data_docs"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from s1mig_expectations.data_docs import make_offline
 from s1mig_expectations.rules import RULES, Rule
@@ -112,11 +113,11 @@ def _rule_expectation_class():
     return _EXPECTATION_CLASS
 
 
-def build_suite(report_date: dt.date, rules: tuple[Rule, ...] = RULES):
+def build_suite(report_date: dt.date, rules: tuple[Rule, ...] = RULES, part: str = ""):
     import great_expectations as gx
 
     expectation = _rule_expectation_class()
-    suite = gx.ExpectationSuite(name=f"s1mig_gate_{report_date.isoformat()}")
+    suite = gx.ExpectationSuite(name=f"s1mig_gate_{report_date.isoformat()}{part}")
     for rule in rules:
         suite.add_expectation(
             expectation(
@@ -129,47 +130,80 @@ def build_suite(report_date: dt.date, rules: tuple[Rule, ...] = RULES):
 
 
 def run_checkpoint(report_date: dt.date, gx_root: Path, rules: tuple[Rule, ...] = RULES) -> list[RuleOutcome]:
-    """Run every rule for the date; returns one outcome per rule (does not raise)."""
-    return prepare_checkpoint(report_date, gx_root, rules).run()
+    """Run every rule for the date and update Data Docs; returns one outcome per rule
+    (does not raise)."""
+    checkpoint = prepare_checkpoint(report_date, gx_root, rules)
+    outcomes = checkpoint.run()
+    update_data_docs(checkpoint)
+    return outcomes
 
 
 @dataclass
 class PreparedCheckpoint:
-    """The date's checkpoint, saved in the GX project and not run yet: GX imported, the
-    project, datasource, suite and validation definition in place. Preparing reads no
-    data, so the gate prepares it while it moves rule 8's expectation (the import alone
-    is 2-3 s of CPU a run)."""
+    """A checkpoint of the date, saved in the GX project: GX imported, the project,
+    datasource, suite and validation definition in place. Preparing reads no data. It
+    has no action: update_data_docs renders its result (with those of the date's other
+    parts, in one build of the site) once it has run."""
 
-    context: object
-    checkpoint: object
+    context: Any
+    batch_definition: Any
+    checkpoint: Any
     rules: tuple[Rule, ...]
+    result: Any = None
 
     def run(self) -> list[RuleOutcome]:
-        return _outcomes(self.context, self.checkpoint.run(), self.rules)
+        self.result = self.checkpoint.run()
+        return _outcomes(self.result, self.rules)
 
 
-def prepare_checkpoint(report_date: dt.date, gx_root: Path, rules: tuple[Rule, ...] = RULES) -> PreparedCheckpoint:
+def prepare_checkpoint(
+    report_date: dt.date,
+    gx_root: Path,
+    rules: tuple[Rule, ...] = RULES,
+    part: str = "",
+    after: PreparedCheckpoint | None = None,
+) -> PreparedCheckpoint:
+    """`part` names a checkpoint of some of the rules (its suffix on the suite, validation
+    and checkpoint names), so that two parts of one date's rules keep their own results;
+    `after`, a checkpoint prepared before in this process, lends its GX project."""
     import great_expectations as gx
 
-    context, batch_definition = _context(gx_root)
-    suite = context.suites.add_or_update(build_suite(report_date, rules))
+    if after is not None:
+        context, batch_definition = after.context, after.batch_definition
+    else:
+        context, batch_definition = _context(gx_root)
+    name = f"s1mig_gate_{report_date.isoformat()}{part}"
+    suite = context.suites.add_or_update(build_suite(report_date, rules, part))
     validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"s1mig_gate_{report_date.isoformat()}", data=batch_definition, suite=suite)
+        gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
     )
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
-            name="s1mig_gate",
+            name=f"s1mig_gate{part}",
             validation_definitions=[validation],
             result_format={"result_format": "COMPLETE"},
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
         )
     )
-    return PreparedCheckpoint(context=context, checkpoint=checkpoint, rules=rules)
+    return PreparedCheckpoint(context=context, batch_definition=batch_definition, checkpoint=checkpoint, rules=rules)
 
 
-def _outcomes(context, result, rules: tuple[Rule, ...]) -> list[RuleOutcome]:
+def update_data_docs(*checkpoints: PreparedCheckpoint) -> None:
+    """Render the results of checkpoints that have run (and their suites) into the project's
+    Data Docs, in one build of the site and its index, as GX's UpdateDataDocsAction does
+    for one; then make the site work offline."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    identifiers: list = []
+    for checkpoint in checkpoints:
+        for identifier, result in checkpoint.result.run_results.items():
+            identifiers += [identifier, ExpectationSuiteIdentifier(name=result.suite_name)]
+    context = checkpoints[0].context
+    context.build_data_docs(resource_identifiers=identifiers, build_index=True)
     for site in data_docs_sites(context):
         make_offline(site)
+
+
+def _outcomes(result, rules: tuple[Rule, ...]) -> list[RuleOutcome]:
     outcomes: list[RuleOutcome] = []
     by_id = {r.rule_id: r for r in rules}
     for run_result in result.run_results.values():

@@ -30,6 +30,9 @@ class Rule:
     # model it reads (s1mig.relations). A column named `record` is shown as the sample
     # key; otherwise the row's values joined by "/".
     sql: str
+    # reads the gate's own kept state (rule 8's expectation, audit.gate_migrated_*): checked
+    # only once the gate has moved that state to D (src/s1mig/gate.py)
+    reads_gate_state: bool = False
 
     def query(self, report_date: dt.date) -> str:
         # {batch} is left for GX to fill in; the date is a validated ISO date literal.
@@ -561,6 +564,7 @@ select 'the gate holds its expectation as at the end of '
 where not exists (select 1 from audit.gate_migrated_state where report_date = {report_date})
 order by record
 """,
+        reads_gate_state=True,
     ),
     Rule(
         rule_id="W1",

@@ -67,6 +67,9 @@ def inherited_counts(conn, report_date: dt.date, run_id: str) -> dict[str, int]:
     return dict(rows)
 
 
+GATE_STATE_PART = "_gate_state"  # the checkpoint of the rules that read the gate's kept state
+
+
 def _move_rule_8_expectation(report_date: dt.date, url: str | None) -> str:
     with db.connect(url) as conn, conn.transaction():
         return migrated_state.move(conn, report_date)
@@ -76,19 +79,28 @@ def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
     # GX reads the warehouse from ${S1MIG_GX_URL}: the same database as `url`, also when
     # the gate runs in this process without Airflow's environment (pipeline.run_direct)
     os.environ["S1MIG_GX_URL"] = db.warehouse_env(url or db.warehouse_url())["S1MIG_GX_URL"]
-    # Rule 8's expectation is moved to the end of D (in the database, one transaction)
-    # while this thread imports GX and prepares the checkpoint (no data read); the
-    # checkpoint runs once the move has committed.
+    # Rule 8's expectation is moved to the end of D (in the database, one transaction, on
+    # a thread of its own) while this thread imports GX and runs the rules that do not
+    # read it; the rules that do (Rule.reads_gate_state) run once the move has committed,
+    # as a second checkpoint of the date (its names end in GATE_STATE_PART).
+    independent = tuple(r for r in RULES if not r.reads_gate_state)
+    after_move = tuple(r for r in RULES if r.reads_gate_state)
+    gx_root = config.home() / "gx"
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-r8") as pool:
         moving = pool.submit(_move_rule_8_expectation, report_date, url)
         try:
-            from s1mig_expectations import prepare_checkpoint
+            from s1mig_expectations import prepare_checkpoint, update_data_docs
 
-            checkpoint = prepare_checkpoint(report_date, config.home() / "gx")
+            first = prepare_checkpoint(report_date, gx_root, independent)
+            outcomes = first.run()
         finally:
-            how = moving.result()  # the move's error first: the checkpoint would fail on it
+            how = moving.result()  # the move's error first: rule 8 could not be checked
     log.info("gate %s: rule 8's expectation %s", report_date, how)
-    outcomes = checkpoint.run()
+    second = prepare_checkpoint(report_date, gx_root, after_move, GATE_STATE_PART, after=first)
+    outcomes += second.run()
+    update_data_docs(first, second)
+    order = {r.rule_id: i for i, r in enumerate(RULES)}
+    outcomes.sort(key=lambda o: order[o.rule.rule_id])
     with db.connect(url) as conn, conn.transaction():
         conn.execute(AUDIT_DDL)
         conn.execute(FACTS_DDL)
