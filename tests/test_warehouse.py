@@ -52,3 +52,46 @@ def test_two_commands_at_once_share_one_embedded_server(tmp_path):
     assert _postmasters(pgdata) == []
     again = _cli(home, "db", "stop")
     assert "not running" in again.communicate(timeout=60)[0]
+
+
+def _make_user_at_barrier(barrier, user, results) -> None:
+    import pwd
+
+    from s1mig import db
+
+    barrier.wait()
+    db.ensure_system_user(user)
+    results.put(pwd.getpwnam(user).pw_uid)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/usr/sbin/useradd"), reason="creates a system user: root only"
+)
+def test_commands_starting_at_once_make_the_server_user_once():
+    """Run as root, the server runs as a system user the first start creates. Four processes
+    released at once on a machine without it (a fresh CI machine's test workers) all see the
+    same user: with the wheel's own `useradd` check, the later ones rewrote /etc/passwd with
+    other uids about every other time, and a data folder given to a lost uid failed initdb.
+    A throwaway user name, removed at the end."""
+    import multiprocessing
+    import pwd
+
+    user = f"s1mig_probe_{os.getpid()}"
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        for _ in range(3):
+            subprocess.run(["userdel", user], capture_output=True)
+            subprocess.run(["groupdel", user], capture_output=True)
+            barrier = ctx.Barrier(4)
+            results = ctx.Queue()
+            procs = [ctx.Process(target=_make_user_at_barrier, args=(barrier, user, results)) for _ in range(4)]
+            for proc in procs:
+                proc.start()
+            for proc in procs:
+                proc.join(60)
+            assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+            uids = {results.get(timeout=5) for _ in procs}
+            assert uids == {pwd.getpwnam(user).pw_uid}
+    finally:
+        subprocess.run(["userdel", user], capture_output=True)
+        subprocess.run(["groupdel", user], capture_output=True)

