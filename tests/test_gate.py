@@ -28,9 +28,7 @@ from tests.support.drops import D30
 
 pytestmark = pytest.mark.integration
 
-STAGED_EVENT_COLUMNS = (
-    "event_id, attempt_id, stage, step_no, outcome, reason_code, event_ts, _drop_date, _file_name, _row_number"
-)
+STAGED_EVENT_COLUMNS = "event_id, attempt_id, stage, step_no, outcome, reason_code, event_ts, _drop_date, _row_number"
 
 # (rule id, tampering SQL, SQL that undoes it): each way of breaking exactly one rule
 TAMPERS = [
@@ -57,7 +55,7 @@ TAMPERS = [
         "R3",  # A3 (awaiting at end of 07-30) gets a failure on 07-30 that the marts do not show
         f"insert into staging.stg_dcc__migration_events ({STAGED_EVENT_COLUMNS}) values "
         "('E98', 'A3', 'DEVICE_TESTING', 31, 'FAIL', 'DTP01', '2020-07-30T15:00:00Z', "
-        "'2020-07-30', 'migration_events.csv', 998)",
+        "'2020-07-30', 998)",
         "delete from staging.stg_dcc__migration_events where event_id = 'E98'",
     ),
     (

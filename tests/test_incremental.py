@@ -91,6 +91,12 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
             "from intermediate.int_attempt_completion_versions"
         ).fetchone()
     assert versions[0] > 0 and versions[1] >= 2, versions
+    with psycopg.connect(warehouse) as conn:
+        carrying = conn.execute(
+            "select table_name from information_schema.columns "
+            "where table_schema = 'staging' and column_name = '_file_name'"
+        ).fetchall()
+    assert carrying == [("stg_dcc__rejects",)], carrying  # a staged row's file is its drop's (the ledger)
     before = _assert_full_rebuild_holds_the_same(warehouse, days[2])
 
     # correct day 2 (one event's outcome changes, one MA record becomes a value reject)
@@ -192,8 +198,14 @@ def test_incremental_layers_equal_a_full_rebuild_after_corrections(warehouse, tm
 def _as_a_former_release_left_it(url: str) -> None:
     """stg_dcc__installations as a view, as releases with staging views left it: dbt then
     replaces it by a table, which its pre-hook sees as a first build and its post-hook as
-    an incremental run (the build must still hold what a full rebuild holds)."""
+    an incremental run (the build must still hold what a full rebuild holds). And the
+    staged events with every row's file name, as releases before the rows stopped
+    carrying it left them: the next build drops the column (the rows stay)."""
     with psycopg.connect(url) as conn:
+        conn.execute(
+            "alter table staging.stg_dcc__migration_events add column _file_name text not null "
+            "default 'migration_events.csv'"
+        )
         conn.execute("alter table staging.stg_dcc__installations rename to former_installations")
         conn.execute("create view staging.stg_dcc__installations as select * from staging.former_installations")
 

@@ -119,6 +119,25 @@
     {{ return("'" ~ found ~ "'::date[]") }}
 {%- endmacro %}
 
+{#- A delivered file's manifest entry as a scalar subquery: `field` ('file', its name, or
+    'sha256') of the extract named by `extract` (SQL: a quoted name or a column) in the
+    current delivery of the drop date `drop_date` (SQL). What is the same for every row of
+    a file is kept once, in the ledger's manifest, not in every staged row (the rows of a
+    drop are always those of its current delivery; docs/decisions.md). Meant for the few
+    rows a message or a reject names, not for every row of a table. -#}
+{% macro delivered_file(extract, drop_date, field='file') -%}
+    (
+        select entry.value ->> '{{ field }}'
+        from {{ source('raw', 'drop_ledger') }} as ledger
+        cross join lateral jsonb_array_elements(ledger.manifest -> 'extracts') as entry (value)
+        where
+            ledger.drop_date = {{ drop_date }}
+            and ledger.superseded_at is null
+            and ledger.action = 'land'
+            and entry.value ->> 'name' = {{ extract }}
+    )
+{%- endmacro %}
+
 {#- The log now says the model holds every delivery available to it. -#}
 {% macro log_deliveries(upstream=none) -%}
     delete from {{ delivery_log() }} where model_name = '{{ this.identifier }}';

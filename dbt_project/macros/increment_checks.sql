@@ -5,8 +5,9 @@
 {#- The grain `keys` holds once for every key of the rows this run wrote (`increment`: a
     WHERE condition on the model's rows; `where`: an extra condition on the rows counted,
     e.g. the current versions). A duplicate raises an error naming the model, the key
-    and, with `lineage`, the file, line and drop of every copy: the model's transaction
-    rolls back (nothing half-loaded) and a corrected delivery goes through. An
+    and, with `lineage` (SQL naming the rows' extract for delivered_file), the file, line
+    and drop of every copy: the model's transaction rolls back (nothing half-loaded) and
+    a corrected delivery goes through. An
     incremental run looks each distinct first key of its rows up through an index whose
     leading column it is, so the first key must be indexed and comes first in `keys`.
     The lookup is a LATERAL subquery fenced with `offset 0`: flattened into a join, the
@@ -43,37 +44,54 @@
                     '{{ key_list }}',
                     concat_ws(', ', {{ key_list }}),
                     {%- if lineage %}
-                    ' in ' || string_agg(
-                        format('%s line %s (drop %s)', _file_name, _row_number + 1, _drop_date),
-                        ' and ' order by _drop_date, _file_name, _row_number
+                    ' in ' || (
+                        select string_agg(
+                            format(
+                                '%s line %s (drop %s)',
+                                {{ delivered_file(lineage, 'copy.drop_date') }},
+                                copy.row_number + 1,
+                                copy.drop_date
+                            ),
+                            ' and ' order by copy.drop_date, copy.row_number
+                        )
+                        from unnest(repeated.drop_dates, repeated.row_numbers) as copy (drop_date, row_number)
                     )
                     {%- else %}
-                    format(' %s times', count(*))
+                    format(' %s times', repeated.copies)
                     {%- endif %}
                 ) as duplicate,
                 row_number() over (order by {{ key_list }}) as key_rank
-            {%- if rows %}
-            from {{ rows }} as candidates
-            {%- elif not is_incremental() or increment | trim == 'true' %}
-            from {{ this }} as candidates
-            {%- elif closed %}
-            from (select * from {{ this }} where {{ increment }}) as candidates
-            {%- elif not has_leading_index(keys[0]) %}
-            from {{ this }} as candidates
-            {%- else %}
             from (
-                select distinct {{ keys[0] }} as probe from {{ this }} where {{ increment }}
-            ) as increment_keys
-            cross join lateral (
-                select * from {{ this }} as keyed where keyed.{{ keys[0] }} = increment_keys.probe
-                offset 0  -- a fence (above)
-            ) as candidates
-            {%- endif %}
-            {%- if where %}
-            where {{ where }}
-            {%- endif %}
-            group by {{ key_list }}
-            having count(*) > 1
+                select
+                    {{ key_list }},
+                    {%- if lineage %}
+                    array_agg(_drop_date) as drop_dates,
+                    array_agg(_row_number) as row_numbers,
+                    {%- endif %}
+                    count(*) as copies
+                {%- if rows %}
+                from {{ rows }} as candidates
+                {%- elif not is_incremental() or increment | trim == 'true' %}
+                from {{ this }} as candidates
+                {%- elif closed %}
+                from (select * from {{ this }} where {{ increment }}) as candidates
+                {%- elif not has_leading_index(keys[0]) %}
+                from {{ this }} as candidates
+                {%- else %}
+                from (
+                    select distinct {{ keys[0] }} as probe from {{ this }} where {{ increment }}
+                ) as increment_keys
+                cross join lateral (
+                    select * from {{ this }} as keyed where keyed.{{ keys[0] }} = increment_keys.probe
+                    offset 0  -- a fence (above)
+                ) as candidates
+                {%- endif %}
+                {%- if where %}
+                where {{ where }}
+                {%- endif %}
+                group by {{ key_list }}
+                having count(*) > 1
+            ) as repeated
         ) as duplicates;
         if found_keys > 0 then
             raise exception '%', format(

@@ -44,6 +44,7 @@
 
     {%- do run_in_transaction('landing_lock', 'select pg_advisory_xact_lock_shared(' ~ landing_lock_id() ~ ')') -%}
     {%- set pending = pending_drop_dates_now() -%}
+    {%- do retire_staged_file_name(existing_relation, full_refresh_mode) -%}
     {%- do run_in_transaction('begin_delivery_increment', begin_delivery_increment(pending)) -%}
     {%- set to_drop = build_delivery_table(existing_relation, target_relation, sql, on_schema_change) -%}
     {%- do run_in_transaction('assert_delivery_grain', assert_delivery_grain(pending)) -%}
@@ -96,7 +97,36 @@
 {#- Step 4. An incremental run looks each key of its rows up through the index whose
     leading column is the grain's first column. -#}
 {% macro assert_delivery_grain(pending) -%}
-    {{ assert_unique_in_increment(config.get('grain'), in_pending_drops(pending), lineage=true) }}
+    {{ assert_unique_in_increment(config.get('grain'), in_pending_drops(pending), lineage=staged_extract()) }}
+{%- endmacro %}
+
+{#- A staged table from before the rows stopped carrying their file's name (it is the
+    drop's delivered file, delivered_file) loses the column `_file_name` on its next
+    incremental build, in the model's transaction: a change of the catalog only; the rows
+    already staged keep its bytes until the table is rewritten (`vacuum full`, or a full
+    refresh). -#}
+{% macro retire_staged_file_name(existing_relation, full_refresh_mode) -%}
+    {%- if not full_refresh_mode and staged_extract().startswith("'") -%}
+        {%- set columns = adapter.get_columns_in_relation(existing_relation) | map(attribute='name') | list -%}
+        {%- if '_file_name' in columns -%}
+            {%- do run_in_transaction(
+                'retire_staged_file_name', 'alter table ' ~ this ~ ' drop column _file_name'
+            ) -%}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The extract a staging model's rows come from, as SQL: its raw source's name, quoted;
+    for a model of several extracts (stg_dcc__rejects), its column extract_name. A staged
+    row's file is its drop's delivered file of that extract (delivered_file), so the rows
+    do not carry it. -#}
+{% macro staged_extract() -%}
+    {%- set extracts = [] -%}
+    {%- for source_name, table_name in model.sources
+        if source_name == 'raw' and table_name != 'drop_ledger' and table_name not in extracts -%}
+        {%- do extracts.append(table_name) -%}
+    {%- endfor -%}
+    {{ return("'" ~ extracts[0] ~ "'" if extracts | length == 1 else 'repeated.extract_name') }}
 {%- endmacro %}
 
 {#- Steps 5 and 6. -#}

@@ -69,7 +69,6 @@ installations_checked as (
     select
         'installations' as extract_name,
         installations._drop_date,
-        installations._file_name,
         installations._row_number,
         concat_ws(
             '; ',
@@ -88,7 +87,6 @@ ma_records_checked as (
     select
         'migration_authorisations' as extract_name,
         ma_records._drop_date,
-        ma_records._file_name,
         ma_records._row_number,
         {{ party_missing('ma_records.party_id', 'requester', 'ma_records.received_at',
                          'received_at') }} as reject_reason
@@ -101,7 +99,6 @@ attempts_checked as (
     select
         'migration_attempts' as extract_name,
         attempts._drop_date,
-        attempts._file_name,
         attempts._row_number,
         concat_ws(
             '; ',
@@ -155,7 +152,6 @@ events_checked as (
     select
         'migration_events' as extract_name,
         events._drop_date,
-        events._file_name,
         events._row_number,
         'attempt_id ' || events.attempt_id || ' is not a known attempt' as reject_reason
     from events
@@ -173,7 +169,6 @@ cof_records_checked as (
     select
         'cof_records' as extract_name,
         cof_records._drop_date,
-        cof_records._file_name,
         cof_records._row_number,
         concat_ws(
             '; ',
@@ -200,7 +195,6 @@ capacity_allocations_checked as (
     select
         'capacity_allocations' as extract_name,
         capacity_allocations._drop_date,
-        capacity_allocations._file_name,
         capacity_allocations._row_number,
         {{ party_missing('capacity_allocations.party_id', 'allocated', 'capacity_allocations.allocated_at',
                        'allocated_at') }} as reject_reason
@@ -237,7 +231,7 @@ union all
 select
     extract_name,
     _drop_date,
-    _file_name,
+    {{ delivered_file('unresolved.extract_name', 'unresolved._drop_date') }} as _file_name,
     _row_number,
     _row_number + 1 as line_no,
     reject_reason

@@ -22,7 +22,6 @@ select
     {{ cast_if_valid('allocation', 'integer') }} as allocation,
     {{ cast_if_valid('allocated_at', 'timestamptz') }} as allocated_at,
     _drop_date,
-    _file_name,
     _row_number
 from checked
 where _reject_reason is null

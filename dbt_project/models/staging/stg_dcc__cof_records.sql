@@ -26,7 +26,6 @@ select
     nullif(response, '') as response,
     nullif(reason_code, '') as reason_code,
     _drop_date,
-    _file_name,
     _row_number
 from checked
 where _reject_reason is null

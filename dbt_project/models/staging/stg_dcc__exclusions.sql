@@ -20,7 +20,6 @@ select
     nullif(exclusion_category, '') as exclusion_category,
     {{ cast_if_valid('excluded_at', 'timestamptz') }} as excluded_at,
     _drop_date,
-    _file_name,
     _row_number
 from checked
 where _reject_reason is null

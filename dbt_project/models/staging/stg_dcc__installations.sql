@@ -32,7 +32,6 @@ typed as (
         {{ cast_if_valid('eligible_from', 'date') }} as eligible_from,
         {{ cast_if_valid('effective_from', 'timestamptz') }} as effective_from,
         _drop_date,
-        _file_name,
         _row_number
     from checked
     where _reject_reason is null

@@ -25,7 +25,6 @@ select
     {{ cast_if_valid('scheduled_at', 'timestamptz') }} as scheduled_at,
     {{ cast_if_valid('scheduled_for', 'date') }} as scheduled_for,
     _drop_date,
-    _file_name,
     _row_number
 from checked
 where _reject_reason is null

@@ -26,7 +26,6 @@ select
     nullif(ma_status, '') as ma_status,
     nullif(ma_error_code, '') as ma_error_code,
     _drop_date,
-    _file_name,
     _row_number
 from checked
 where _reject_reason is null

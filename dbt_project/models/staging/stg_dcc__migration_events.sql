@@ -24,7 +24,6 @@ select
     nullif(reason_code, '') as reason_code,
     {{ cast_if_valid('event_ts', 'timestamptz') }} as event_ts,
     _drop_date,
-    _file_name,
     _row_number
 from checked
 where _reject_reason is null

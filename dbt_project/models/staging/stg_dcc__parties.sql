@@ -23,7 +23,6 @@ typed as (
         nullif(affiliate_group, '') as affiliate_group,
         {{ cast_if_valid('effective_from', 'timestamptz') }} as effective_from,
         _drop_date,
-        _file_name,
         _row_number
     from checked
     where _reject_reason is null

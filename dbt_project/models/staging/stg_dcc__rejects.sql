@@ -21,15 +21,7 @@ select
     '{{ extract }}' as extract_name,
     _drop_date,
     _file_name,
-    (
-        select e.value ->> 'sha256'
-        from {{ source('raw', 'drop_ledger') }} as ledger
-        cross join lateral jsonb_array_elements(ledger.manifest -> 'extracts') as e (value)
-        where ledger.drop_date = checked._drop_date
-            and ledger.superseded_at is null
-            and ledger.action = 'land'
-            and e.value ->> 'name' = '{{ extract }}'
-    ) as _file_sha256,
+    {{ delivered_file("'" ~ extract ~ "'", 'checked._drop_date', 'sha256') }} as _file_sha256,
     _row_number,
     _row_number + 1 as line_no,
     reject_reason,
