@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import time
 
 import psycopg
 import pytest
@@ -113,3 +114,37 @@ def test_archived_raw_rows_come_back_exactly_and_a_whole_build_waits_for_them(wa
     proc = run_cli("land", "--restore-archived", check=True)
     assert "raw rows of 3 drop(s) put back from the archive (2020-07-31 .. 2020-08-02)" in proc.stdout
     land.undo(DAYS[2])
+
+
+def _archived_dates(url: str) -> list[dt.date]:
+    return [a[0] for a in _archived(url)]
+
+
+def test_the_archive_runs_beside_the_build_once_staging_holds_every_delivery(warehouse, tmp_path):
+    """pipeline.dbt_step archives beside its build (raw_archive.beside_build): not while a
+    staging model lacks a current delivery (its transaction takes the landing lock shared),
+    as soon as every staging model holds them all, before the build ends; when staging
+    never holds them all during the block, after it."""
+    landing = tmp_path / "landing"
+    generate(landing, START, 4, 300, seed=1, progress=False)
+    days = [START + dt.timedelta(days=i) for i in range(4)]
+    for day in days[:2]:
+        land.land(landing / str(day), day)
+    pipeline.dbt_step(days[1])  # the first build; nothing older than the newest 7 drops
+    assert _archived_dates(warehouse) == []
+
+    land.land(landing / str(days[2]), days[2])  # staging does not hold it yet
+    with raw_archive.beside_build(keep=1):
+        time.sleep(4 * raw_archive.POLL_SECONDS)
+        assert _archived_dates(warehouse) == []  # waiting for staging
+        dbt.run_dbt(["run", "--select", "staging", "--vars", f"{{report_date: '{days[2]}'}}"], echo=None)
+        deadline = time.monotonic() + 60
+        while not _archived_dates(warehouse) and time.monotonic() < deadline:
+            time.sleep(raw_archive.POLL_SECONDS)
+        assert _archived_dates(warehouse) == days[:2]  # archived while the block still runs
+
+    land.land(landing / str(days[3]), days[3])
+    with raw_archive.beside_build(keep=1):
+        time.sleep(4 * raw_archive.POLL_SECONDS)
+        assert _archived_dates(warehouse) == days[:2]  # staging never holds days[3] in this block
+    assert _archived_dates(warehouse) == days[:3]  # so the archive ran after it

@@ -23,10 +23,10 @@ def land_step(landing: Path, report_date: dt.date, url: str | None = None) -> di
 
 
 def dbt_step(report_date: dt.date, url: str | None = None) -> None:
-    """The daily build; then the raw rows of drops older than the newest
-    S1MIG_RAW_KEEP_DROPS, now staged, are archived (s1mig/raw_archive.py)."""
-    dbt.build(report_date, url, echo=log.info)
-    raw_archive.archive(url)
+    """The daily build; beside it, once staging holds every delivery, the raw rows of
+    drops older than the newest S1MIG_RAW_KEEP_DROPS are archived (s1mig/raw_archive.py)."""
+    with raw_archive.beside_build(url):
+        dbt.build(report_date, url, echo=log.info)
 
 
 def gate_step(report_date: dt.date, run_id: str, url: str | None = None) -> list[dict]:

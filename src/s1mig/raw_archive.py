@@ -4,7 +4,7 @@ Staging types each drop once (incremental by delivery), so once every staging mo
 holds a drop, its raw rows are read again only by a whole rebuild of staging (a
 `--full-refresh`, or a staging model new to the warehouse). Keeping them as rows costs
 about 150 bytes a record for ever; compressed they take a fraction of that. After each
-successful build (pipeline.dbt_step) the raw rows of every current delivery older than
+build (pipeline.dbt_step, beside_build below) the raw rows of every current delivery older than
 the newest S1MIG_RAW_KEEP_DROPS drop dates (default 7), once every staging model has
 logged that delivery, are moved to `raw.archived_chunks`: each extract's rows, every
 column and every lineage column, as PostgreSQL's COPY text, zlib-compressed in chunks of
@@ -26,7 +26,10 @@ import datetime as dt
 import hashlib
 import logging
 import tempfile
+import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -127,7 +130,10 @@ def archive(url: str | None = None, keep: int | None = None) -> list[Moved]:
     moved: list[Moved] = []
     with db.connect(url) as conn:
         ensure_raw_schema(conn)
-        if not db.scalar(conn, "select to_regclass('staging.delivery_log') is not null"):
+        if not db.scalar(
+            conn,
+            "select to_regclass('staging.delivery_log') is not null and to_regclass('raw.drop_ledger') is not null",
+        ):
             return moved
         due = conn.execute(
             """
@@ -171,6 +177,91 @@ def archive(url: str | None = None, keep: int | None = None) -> list[Moved]:
             for ex in ARCHIVED:
                 conn.execute(sql.SQL("vacuum {}").format(sql.Identifier("raw", ex.name)))
     return moved
+
+
+POLL_SECONDS = 0.5  # how often beside_build asks whether staging holds every delivery
+
+
+@contextmanager
+def beside_build(url: str | None = None, keep: int | None = None) -> Iterator[None]:
+    """Archive while a build runs (pipeline.dbt_step). A thread waits until every staging
+    model of the project (staging_models) has logged every current delivery (their
+    transactions, which take the landing lock shared, are then over), then archives
+    (archive(), under the landing lock) while the intermediate models and the marts
+    build; the block ends once it is done. On a national day the archive (about 5 s) then
+    overlaps the build's second half, when one of the build's two threads waits for the
+    other (docs/performance.md item 24), instead of following the build. When staging
+    never holds everything while the block runs (a partial build), the archive runs after
+    the block, as it did before. A failed build stops the wait and archives nothing more
+    (an archive under way ends: one transaction a drop); an interrupt does not wait for
+    it (its open transaction rolls back)."""
+    models = staging_models()
+    if not models:  # no project to read them from: after the block, as before
+        yield
+        archive(url, keep)
+        return
+    stop = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            with db.connect(url) as conn:
+                while not _staging_holds_every_delivery(conn, models):
+                    conn.rollback()
+                    if stop.wait(POLL_SECONDS):
+                        return
+            outcome["moved"] = archive(url, keep)
+        except Exception as exc:  # noqa: BLE001 - surfaced by the block's end
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="s1mig-raw-archive", daemon=True)
+    worker.start()
+    try:
+        yield
+    except BaseException as exc:
+        stop.set()
+        if isinstance(exc, Exception):
+            worker.join()
+        raise
+    stop.set()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    if "moved" not in outcome:
+        archive(url, keep)
+
+
+def staging_models() -> list[str]:
+    """The project's staging models (dbt_project/models/staging/stg_*.sql): what must hold
+    a delivery before its raw rows may be archived beside a build."""
+    return sorted(path.stem for path in (config.dbt_project_dir() / "models" / "staging").glob("stg_*.sql"))
+
+
+def _staging_holds_every_delivery(conn: psycopg.Connection, models: list[str]) -> bool:
+    """Every staging model of the project has logged every current delivery."""
+    if not db.scalar(
+        conn, "select to_regclass('staging.delivery_log') is not null and to_regclass('raw.drop_ledger') is not null"
+    ):
+        return False
+    return bool(
+        db.scalar(
+            conn,
+            """
+            select not exists (
+                select 1
+                from raw.drop_ledger as ledger
+                cross join unnest(%s::text[]) as models (model_name)
+                where ledger.superseded_at is null
+                  and not exists (
+                      select 1 from staging.delivery_log as logged
+                      where logged.model_name = models.model_name
+                        and logged.drop_date = ledger.drop_date and logged.landed_at = ledger.landed_at
+                  )
+            )
+            """,
+            (models,),
+        )
+    )
 
 
 def _archive_extract(conn: psycopg.Connection, ex, drop_date: dt.date, landed_at: dt.datetime) -> Moved:
