@@ -4,8 +4,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'capacity_allocations') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('capacity_allocations') }}
 ),
 
 checked as (
@@ -20,7 +19,7 @@ select
     nullif(party_id, '') as party_id,
     {{ cast_if_valid('demand', 'integer') }} as demand,
     {{ cast_if_valid('allocation', 'integer') }} as allocation,
-    {{ cast_if_valid('allocated_at', 'timestamptz') }} as allocated_at,
+    {{ parsed('allocated_at') }} as allocated_at,
     _drop_date,
     _row_number
 from checked

@@ -4,8 +4,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'cof_records') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('cof_records') }}
 ),
 
 checked as (
@@ -20,7 +19,7 @@ select
     {{ cast_if_valid('cof_counter', 'bigint') }} as cof_counter,
     nullif(party_id, '') as party_id,
     nullif(sec_party_signifier, '') as sec_party_signifier,
-    {{ cast_if_valid('generated_at', 'timestamptz') }} as generated_at,
+    {{ parsed('generated_at') }} as generated_at,
     nullif(attempt_id, '') as attempt_id,
     nullif(installation_id, '') as installation_id,
     nullif(response, '') as response,

@@ -4,8 +4,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'exclusions') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('exclusions') }}
 ),
 
 checked as (
@@ -18,7 +17,7 @@ checked as (
 select
     nullif(installation_id, '') as installation_id,
     nullif(exclusion_category, '') as exclusion_category,
-    {{ cast_if_valid('excluded_at', 'timestamptz') }} as excluded_at,
+    {{ parsed('excluded_at') }} as excluded_at,
     _drop_date,
     _row_number
 from checked

@@ -9,8 +9,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'installations') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('installations') }}
 ),
 
 checked as (
@@ -30,7 +29,7 @@ typed as (
         nullif(elec_supplier_id, '') as elec_supplier_id,
         nullif(gas_supplier_id, '') as gas_supplier_id,
         {{ cast_if_valid('eligible_from', 'date') }} as eligible_from,
-        {{ cast_if_valid('effective_from', 'timestamptz') }} as effective_from,
+        {{ parsed('effective_from') }} as effective_from,
         _drop_date,
         _row_number
     from checked

@@ -4,8 +4,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'migration_attempts') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('migration_attempts') }}
 ),
 
 checked as (
@@ -22,7 +21,7 @@ select
     nullif(ma_file_name, '') as ma_file_name,
     {{ cast_if_valid('ma_record_no', 'integer') }} as ma_record_no,
     nullif(party_id, '') as party_id,
-    {{ cast_if_valid('scheduled_at', 'timestamptz') }} as scheduled_at,
+    {{ parsed('scheduled_at') }} as scheduled_at,
     {{ cast_if_valid('scheduled_for', 'date') }} as scheduled_for,
     _drop_date,
     _row_number

@@ -4,8 +4,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'migration_authorisations') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('migration_authorisations') }}
 ),
 
 checked as (
@@ -19,7 +18,7 @@ select
     nullif(ma_file_name, '') as ma_file_name,
     {{ cast_if_valid('ma_record_no', 'integer') }} as ma_record_no,
     nullif(party_id, '') as party_id,
-    {{ cast_if_valid('received_at', 'timestamptz') }} as received_at,
+    {{ parsed('received_at') }} as received_at,
     nullif(installation_id, '') as installation_id,
     nullif(mpxn, '') as mpxn,
     {{ cast_if_valid('requested_migration_date', 'date') }} as requested_migration_date,

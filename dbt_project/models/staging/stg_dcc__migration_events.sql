@@ -4,8 +4,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'migration_events') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('migration_events') }}
 ),
 
 checked as (
@@ -22,7 +21,7 @@ select
     {{ cast_if_valid('step_no', 'integer') }} as step_no,
     nullif(outcome, '') as outcome,
     nullif(reason_code, '') as reason_code,
-    {{ cast_if_valid('event_ts', 'timestamptz') }} as event_ts,
+    {{ parsed('event_ts') }} as event_ts,
     _drop_date,
     _row_number
 from checked

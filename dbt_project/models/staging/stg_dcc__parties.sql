@@ -4,8 +4,7 @@
 ) }}
 
 with source as (
-    select * from {{ source('raw', 'parties') }}
-    where {{ in_pending_drops() }}
+    {{ pending_raw_records('parties') }}
 ),
 
 checked as (
@@ -21,7 +20,7 @@ typed as (
         nullif(party_name, '') as party_name,
         nullif(sec_party_signifier, '') as sec_party_signifier,
         nullif(affiliate_group, '') as affiliate_group,
-        {{ cast_if_valid('effective_from', 'timestamptz') }} as effective_from,
+        {{ parsed('effective_from') }} as effective_from,
         _drop_date,
         _row_number
     from checked

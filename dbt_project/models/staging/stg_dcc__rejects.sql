@@ -34,8 +34,7 @@ from (
     select
         source.*,
         {{ reject_reason_for(extract) }} as reject_reason
-    from {{ source('raw', extract) }} as source
-    where {{ in_pending_drops() }}
+    from ({{ pending_raw_records(extract) }}) as source
 ) as checked
 where reject_reason is not null
 {% endfor %}
