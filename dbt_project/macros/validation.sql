@@ -23,10 +23,15 @@
         'capacity_allocations': ['migration_date', 'party_id', 'demand', 'allocation', 'allocated_at'],
         'exclusions': ['installation_id', 'exclusion_category', 'excluded_at'],
     } -%}
-    {%- if extract not in columns -%}
-        {{ exceptions.raise_compiler_error('no columns listed for extract ' ~ extract) }}
+    {{ return(_listed_for(columns, extract, 'columns')) }}
+{%- endmacro -%}
+
+{#- `listing`'s entry for `extract`; a compile error naming what is missing when it has none. -#}
+{%- macro _listed_for(listing, extract, what) -%}
+    {%- if extract not in listing -%}
+        {{ exceptions.raise_compiler_error('no ' ~ what ~ ' listed for extract ' ~ extract) }}
     {%- endif -%}
-    {{ return(columns[extract]) }}
+    {{ return(listing[extract]) }}
 {%- endmacro -%}
 
 {#- The longest value a field may hold (spec section 6, v1.1): 64 characters for ids,
@@ -143,10 +148,7 @@
         'migration_events': 'event_ts', 'cof_records': 'generated_at',
         'capacity_allocations': 'allocated_at', 'exclusions': 'excluded_at',
     } -%}
-    {%- if extract not in columns -%}
-        {{ exceptions.raise_compiler_error('no time column listed for extract ' ~ extract) }}
-    {%- endif -%}
-    {{ return(columns[extract]) }}
+    {{ return(_listed_for(columns, extract, 'time column')) }}
 {%- endmacro -%}
 
 {#- The name under which pending_raw_records carries a time column parsed. -#}

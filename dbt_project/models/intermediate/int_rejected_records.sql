@@ -119,7 +119,15 @@ attempts_checked as (
             || ' (an attempt needs an ACCEPTED MA record of its installation and party)',
             {{ party_missing('attempts.party_id', 'requester', 'attempts.scheduled_at', 'scheduled_at') }}
         ) as reject_reason
-    from attempts
+    -- the run's attempts in installation order: their version lookups below then walk the
+    -- installations' index and heap (a national base, in installation order) forwards
+    -- instead of at random; a national day's 200,000 lookups, cold: 22-23 s at random, 9 s
+    -- in order (docs/performance.md item 26)
+    from (
+        select * from attempts
+        where {{ in_history_increment('attempts._drop_date') }}
+        order by installation_id
+    ) as attempts
     -- one index lookup per attempt of the run: a LATERAL fenced with offset 0 is never
     -- flattened into a join that reads the whole history (at most one row matches: versions
     -- do not overlap, an MA record's key is its grain)
@@ -145,7 +153,6 @@ attempts_checked as (
         offset 0  -- noqa: AM09
     ) as authorisation on true
     left join party_since as requester on attempts.party_id = requester.party_id
-    where {{ in_history_increment('attempts._drop_date') }}
 ),
 
 events_checked as (
