@@ -129,13 +129,16 @@ import time
 
 import pendulum
 from airflow.sdk import dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 from s1mig import notify
 
 
 @dag(
     dag_id="release_probe",
-    schedule=None,
+    # the daily DAG's timetable: unpaused, the scheduler queues the run of yesterday at once
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="Europe/London"),
+    catchup=False,
     start_date=pendulum.datetime(2020, 1, 1, tz="Europe/London"),
     default_args={"retries": 0},
     deadline=notify.deadline_alerts(),
@@ -223,6 +226,11 @@ def _published(libpq_url: str) -> dict[str, dt.datetime]:
         )
 
 
+def _scheduled(by_run: dict) -> dict:
+    """`by_run` with the scheduled run's id (scheduled__<its logical date>) named `released`."""
+    return {("released" if k.startswith("scheduled__") else k): v for k, v in by_run.items()}
+
+
 def _wait(predicate, timeout: float, what: str, logs: Path):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -233,11 +241,40 @@ def _wait(predicate, timeout: float, what: str, logs: Path):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tails}")
 
 
+def test_release_deadline_is_on_the_london_wall_clock_the_day_after_d():
+    """09:00 London on D+1 whatever the clock does: the Saturday and Sunday of a change too
+    (an interval from the logical date would give 10:00 in March and 08:00 in October)."""
+    nine = dt.time(9)
+    utc = dt.UTC
+    assert notify.release_deadline(dt.date(2026, 1, 10), nine) == dt.datetime(2026, 1, 11, 9, tzinfo=utc)
+    assert notify.release_deadline(dt.date(2026, 7, 1), nine) == dt.datetime(2026, 7, 2, 8, tzinfo=utc)
+    # clocks go forward on Sunday 29 March 2026, back on Sunday 25 October 2026
+    assert notify.release_deadline(dt.date(2026, 3, 28), nine) == dt.datetime(2026, 3, 29, 8, tzinfo=utc)
+    assert notify.release_deadline(dt.date(2026, 3, 29), nine) == dt.datetime(2026, 3, 30, 8, tzinfo=utc)
+    assert notify.release_deadline(dt.date(2026, 10, 24), nine) == dt.datetime(2026, 10, 25, 9, tzinfo=utc)
+    assert notify.release_deadline(dt.date(2026, 10, 25), nine) == dt.datetime(2026, 10, 26, 9, tzinfo=utc)
+    # D as the tasks read it: conf first, then the data interval's London day, then the logical date
+    start_of_d = dt.datetime(2026, 6, 30, 23, 0, tzinfo=utc)  # 00:00 BST on 1 July
+    assert notify.run_report_date({"report_date": "2026-03-28"}, start_of_d, None) == dt.date(2026, 3, 28)
+    assert notify.run_report_date(None, start_of_d, None) == dt.date(2026, 7, 1)
+    assert notify.run_report_date({}, None, start_of_d.isoformat()) == dt.date(2026, 7, 1)
+    assert notify.run_report_date({"report_date": "1 July"}, start_of_d, None) is None
+    assert notify.run_report_date(None, None, None) is None
+    assert notify.parse_time_of_day("9:05") == dt.time(9, 5)
+    assert notify.parse_time_of_day("23:59:30") == dt.time(23, 59, 30)
+    assert notify.parse_time_of_day("24:00") is None and notify.parse_time_of_day("9") is None
+
+
 def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, server_url):
-    """Three runs still going at their deadline (default 09:00 London the day after D, i.e.
-    logical date + 33 h): run `late` has not published, so its alert mails; run `released`
-    has published (only its last task is still running), and run `elsewhere`'s date was
-    released by another run (the export folder's evidence), so theirs send nothing."""
+    """Three runs still going at their release deadline (S1MIG_RELEASE_DEADLINE London on the
+    day after D; here a time of day about 100 s after the DAG is parsed, with D the day before):
+    run `late` was queued without a logical date, D in its conf (as `s1mig trigger` does), and
+    has not published, so its alert mails; run `released` (the daily timetable's run of D,
+    queued by the scheduler) has published (only its last task is still running); run `elsewhere`
+    (D = 2026-11-27, its deadline long passed when it was queued, so it comes due at once) was
+    released by another run (the export folder's evidence). Neither of the last two mails."""
+    from zoneinfo import ZoneInfo
+
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "release_probe.py").write_text(DEADLINE_DAG)
@@ -248,7 +285,7 @@ def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, s
     release = {"outcome": "approved", "by": "approver", "at": "2026-11-28T08:00:00+00:00"}
     (out / "2026-11-27" / "evidence.json").write_text(json.dumps({"run_id": "manual__other", "release": release}))
     procs: list[subprocess.Popen] = []
-    with fresh_database(server_url) as meta_url, SmtpServer(lifetime=420) as smtp:
+    with fresh_database(server_url) as meta_url, SmtpServer(lifetime=480) as smtp:
         env = _airflow_env(
             tmp_path,
             dags,
@@ -267,7 +304,6 @@ def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, s
         env.pop("S1MIG_SMTP_PASSWORD")
         run = {"env": env, "capture_output": True, "text": True, "timeout": 240, "check": True}
         subprocess.run([AIRFLOW, "db", "migrate"], **run)
-        subprocess.run([AIRFLOW, "dags", "reserialize"], **run)
         logs = tmp_path / "logs"
         logs.mkdir()
         try:
@@ -280,58 +316,88 @@ def test_release_deadline_alert_under_a_real_scheduler_and_triggerer(tmp_path, s
             )
             procs.append(_start([AIRFLOW, "scheduler"], env, logs / "scheduler.log"))
             procs.append(_start([AIRFLOW, "triggerer"], env, logs / "triggerer.log"))
-            interval = dt.timedelta(hours=33)  # the default: 09:00 London on D+1 from the start of D
+            # the deadline's time of day is read when the DAG is parsed; D is yesterday (London)
+            london = ZoneInfo(notify.LONDON)
+            due = dt.datetime.now(london).replace(microsecond=0) + dt.timedelta(seconds=100)
+            if due.date() != dt.datetime.now(london).date():  # not across midnight: wait for it
+                time.sleep(101)
+                due = dt.datetime.now(london).replace(microsecond=0) + dt.timedelta(seconds=100)
+            env["S1MIG_RELEASE_DEADLINE"] = f"{due:%H:%M:%S}"
+            day = due.date() - dt.timedelta(days=1)
+            subprocess.run([AIRFLOW, "dags", "reserialize"], **run)
             confs = {
-                "released": {},
-                "late": {"slow_publish": True},
+                "late": {"slow_publish": True, "report_date": day.isoformat()},
                 "elsewhere": {"slow_publish": True, "report_date": "2026-11-27", "out": str(out)},
             }
-            logical: dict[str, dt.datetime] = {}
 
-            def trigger(name: str, deadline_in: int) -> None:
-                now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-                logical[name] = now - interval + dt.timedelta(seconds=deadline_in)
-                cmd = [AIRFLOW, "dags", "trigger", "release_probe", "-r", name, "-l", logical[name].isoformat()]
-                subprocess.run([*cmd, "-c", json.dumps(confs[name])], **run)
+            def trigger(name: str) -> None:
+                cmd = [AIRFLOW, "dags", "trigger", "release_probe", "-r", name, "-c", json.dumps(confs[name])]
+                subprocess.run(cmd, **run)
 
-            # `released` publishes well before its deadline (about 10 s after its trigger while
-            # the whole suite runs on 2 cores; the test then waits for that deadline, so it is
-            # not longer than the margin needs); the other two are queued once it has
-            trigger("released", 75)
-            _wait(lambda: "released" in _published(meta_url), 65, "run released to publish", logs)
-            trigger("late", 30)
-            trigger("elsewhere", 31)
-            deadlines = _deadlines(meta_url)
-            assert {k: v[0] for k, v in deadlines.items()} == {k: v + interval for k, v in logical.items()}
-            mails = _wait(lambda: smtp.messages, 180, "the deadline mail of run late", logs)
+            # the scheduled run of D (`released`) publishes well before its deadline (about 10 s
+            # after it is queued while the whole suite runs on 2 cores); the other two are
+            # queued once it has
+            _wait(lambda: _scheduled(_published(meta_url)), 80, "the scheduled run to publish", logs)
+            trigger("late")
+            trigger("elsewhere")
+            deadlines = _scheduled(_deadlines(meta_url))
+            assert {k: v[0] for k, v in deadlines.items()} == {
+                "released": due.astimezone(dt.UTC),
+                "late": due.astimezone(dt.UTC),
+                "elsewhere": notify.release_deadline(dt.date(2026, 11, 27), due.time()),
+            }
+            mails = _wait(lambda: smtp.messages, 200, "the deadline mail of run late", logs)
+
             # all three callbacks done: `released` and `elsewhere` sent nothing
+            def callbacks_done() -> dict:
+                d = _scheduled(_deadlines(meta_url))
+                return d if all(v[2] in ("success", "failed") for v in d.values()) else {}
+
             done = _wait(
-                lambda: (d := _deadlines(meta_url)) and all(v[2] in ("success", "failed") for v in d.values()) and d,
+                callbacks_done,
                 120,
                 "the three deadline callbacks to finish",
                 logs,
             )
-            published = _published(meta_url)
+            published = _scheduled(_published(meta_url))
         finally:
             _stop(procs)
         time.sleep(1)
         mails = list(smtp.messages)
-    assert {k: (v[1], v[2]) for k, v in done.items()} == {k: (True, "success") for k in logical}
+    assert {k: (v[1], v[2]) for k, v in done.items()} == {k: (True, "success") for k in ("released", *confs)}
     # the precondition of `released`: published before its deadline, the run still going then
     assert "released" in published and published["released"] < done["released"][0]
     assert "late" not in published
     assert len(mails) == 1, [m.subject for m in mails]
     mail = mails[0]
     assert mail.at >= done["late"][0].timestamp()  # not before the deadline
-    day = notify.report_date_of(None, None, logical["late"])
-    assert mail.subject == f"[s1mig] release_probe {day}: reports not released by 09:00 Europe/London (deadline passed)"
+    label = f"{due:%H:%M:%S} Europe/London"
+    assert mail.subject == f"[s1mig] release_probe {day}: reports not released by {label} (deadline passed)"
     assert mail.rcpt_to == ["ops@example.test", "second@example.test"]
     for expected in (
         "release_probe",
         "late",
-        day,
+        day.isoformat(),
         "Task publish",
         "<td>hold (not started), publish (",  # what the run still waits on (publish: queued or running)
         f"http://127.0.0.1:{port}/dags/release_probe/runs/late",
     ):
         assert expected in mail.text, (expected, mail.text)
+
+
+def test_the_deadline_needs_the_plugin(monkeypatch):
+    """With the deadline on, a run or the service refuses to start without s1mig's Airflow plugin
+    (the scheduler could not read the DAG's deadline): one line saying what to do."""
+    import importlib.metadata
+
+    from s1mig import airflow_run
+    from s1mig.errors import ConfigInvalid
+
+    monkeypatch.setenv("S1MIG_NOTIFY_TO", "ops@example.test")
+    monkeypatch.delenv("S1MIG_RELEASE_DEADLINE", raising=False)
+    airflow_run.check_deadline_plugin()  # installed with the package (pyproject's entry point)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: [])
+    with pytest.raises(ConfigInvalid, match="needs s1mig's Airflow plugin"):
+        airflow_run.check_deadline_plugin()
+    monkeypatch.setenv("S1MIG_RELEASE_DEADLINE", "off")
+    airflow_run.check_deadline_plugin()

@@ -37,7 +37,7 @@ from typing import IO
 import psycopg
 
 from s1mig import airflow_home, config, db, run_tasks
-from s1mig.errors import DatabaseUnreachable, S1migError, Stopped
+from s1mig.errors import ConfigInvalid, DatabaseUnreachable, S1migError, Stopped
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +154,30 @@ def new_log_file(logs: Path, report_date: dt.date) -> Path:
     raise S1migError(f"cannot create a log file {base}*.log in {logs}: 9,999 exist")
 
 
+def check_deadline_plugin() -> None:
+    """With the release deadline on, s1mig's Airflow plugin must be installed: the scheduler
+    (or `airflow dags test`) finds the deadline reference only through it, and could not
+    otherwise read the DAG's deadline (ConfigInvalid saying what to do)."""
+    from importlib.metadata import entry_points
+
+    from s1mig import notify
+
+    try:
+        wanted = bool(notify.recipients()) and notify.deadline_time_of_day() is not None
+    except ValueError as err:
+        raise ConfigInvalid(str(err)) from None
+    if wanted and not any(ep.value.startswith("s1mig.airflow_plugin") for ep in entry_points(group="airflow.plugins")):
+        raise ConfigInvalid(
+            "the release deadline (S1MIG_NOTIFY_TO is set) needs s1mig's Airflow plugin, which is not installed:"
+            " install s1mig with pip (make install) or set S1MIG_RELEASE_DEADLINE=off"
+        )
+
+
 def preflight(url: str) -> None:
     """The warehouse answers (DatabaseUnreachable naming it, within S1MIG_CONNECT_TIMEOUT,
-    before Airflow starts), and stopped runs' statements will not outlive them."""
+    before Airflow starts), stopped runs' statements will not outlive them, and the release
+    deadline's plugin is there when the deadline is on."""
+    check_deadline_plugin()
     db.check_reachable(url)
     try:
         with db.connect(url, autocommit=True) as conn:

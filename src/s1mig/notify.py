@@ -19,8 +19,8 @@ Configuration (read when the DAG is parsed, and again where a mail is sent):
   S1MIG_SMTP_SSL           true/false, default false (TLS from the first byte, usually port 465)
   S1MIG_SMTP_TIMEOUT       seconds, default 30
   S1MIG_SMTP_CONN_ID       Airflow connection used when S1MIG_SMTP_HOST is unset; default smtp_default
-  S1MIG_RELEASE_DEADLINE   HH:MM Europe/London on the day after the report date; default 09:00;
-                           "off" keeps failure mails but sets no deadline
+  S1MIG_RELEASE_DEADLINE   HH:MM (or HH:MM:SS) Europe/London on the day after the report date, on the
+                           wall clock; default 09:00; "off" keeps failure mails but sets no deadline
   S1MIG_RELEASE_TASK       the task whose success means "released"; default publish
 
 This module is imported when the DAG is parsed: it imports nothing from Airflow at import time.
@@ -113,15 +113,48 @@ def _export_smtp_connection() -> str:
     return smtp_conn_id()
 
 
+def parse_time_of_day(raw: str) -> dt.time | None:
+    """HH:MM or HH:MM:SS as a time of day, None when it is not one."""
+    parts = raw.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() and 1 <= len(p) <= 2 for p in parts):
+        return None
+    h, m, s = (int(p) for p in [*parts, "0"][:3])
+    return dt.time(h, m, s) if h <= 23 and m <= 59 and s <= 59 else None
+
+
 def deadline_time_of_day() -> dt.time | None:
     """S1MIG_RELEASE_DEADLINE as a local time, None when "off"."""
     raw = os.environ.get("S1MIG_RELEASE_DEADLINE", DEFAULT_DEADLINE).strip().lower() or DEFAULT_DEADLINE
     if raw in {"off", "none", "no", "false"}:
         return None
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})", raw)
-    if not m or int(m[1]) > 23 or int(m[2]) > 59:
+    at = parse_time_of_day(raw)
+    if at is None:
         raise ValueError(f"S1MIG_RELEASE_DEADLINE={raw!r}: use HH:MM (Europe/London, the day after D) or off")
-    return dt.time(int(m[1]), int(m[2]))
+    return at
+
+
+def release_deadline(day: dt.date, at: dt.time) -> dt.datetime:
+    """The instant (UTC) of `at` Europe/London on the day after report date `day`, on the wall
+    clock whatever the clock changes. A time that the clock skips (01:00-01:59 on the last
+    Sunday of March) is read as GMT, i.e. an hour later by the clock after the change; one that
+    it repeats (October) is its first occurrence."""
+    from zoneinfo import ZoneInfo
+
+    local = dt.datetime.combine(day + dt.timedelta(days=1), at, tzinfo=ZoneInfo(LONDON))
+    return local.astimezone(dt.UTC)
+
+
+def run_report_date(conf: dict | None, data_interval_start: Any, logical_date: Any) -> dt.date | None:
+    """D as the run's tasks read it (airflow_support.report_date): conf report_date, else the
+    London day of the data interval start, else of the logical date; None when none is set
+    (or conf's report_date is not a date: the run fails on it at once)."""
+    value = (conf or {}).get("report_date")
+    if value:
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            return None
+    return _london_date(data_interval_start) or _london_date(logical_date)
 
 
 def release_task() -> str:
@@ -145,32 +178,36 @@ def deadline_alerts():
     """The DAG's Deadline Alert "reports not released by HH:MM London on the day after D", or
     None when not configured (no recipients, or S1MIG_RELEASE_DEADLINE=off).
 
-    Reference: the run's logical date, which for the daily timetable is the start of local day D
-    (00:00 Europe/London); interval: one day plus HH:MM, i.e. D+1 09:00 London by default. The
-    scheduler creates the deadline with the run, deletes it when the run succeeds before it,
-    and otherwise (run still going, failed, or succeeded late) queues the callback on the
-    triggerer when it passes; the callback sends nothing if the release task (publish) of that
-    run has succeeded meanwhile, or if <export folder>/<D> holds a released export (another run
-    of D released it). The interval is elapsed time: for the report dates on the Saturday and
-    Sunday of a clock change the alert comes an hour off (10:00 in March, 08:00 in October).
-    Runs without a logical date (queued through the REST API with logical_date null, as
-    `s1mig trigger` does) get no deadline: Airflow skips it with a warning."""
+    Reference: s1mig.deadline.ReportReleaseDeadline, D+1 HH:MM Europe/London on the wall clock
+    (clock changes included) for the run's report date D as its tasks read it: conf
+    report_date, else the London day of its data interval (the daily timetable's D); so a run
+    queued without a logical date (`s1mig trigger`, the UI's Trigger) has a deadline too.
+    Interval: zero. The scheduler creates the deadline with the run (already passed when the
+    run is made after it: the callback then runs at once), deletes it when the run succeeds
+    before it, and otherwise (run still going, failed, or succeeded late) queues the callback
+    on the triggerer when it passes; the callback sends nothing if the release task (publish)
+    of that run has succeeded meanwhile, or if <export folder>/<D> holds a released export
+    (another run of D released it). The scheduler finds the reference through this package's
+    Airflow plugin (s1mig.airflow_plugin, an entry point): it must be installed where the
+    scheduler runs."""
     to = recipients()
     at = deadline_time_of_day()
     if not to or at is None:
         return None
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    from airflow.sdk import AsyncCallback, DeadlineAlert
 
-    interval = dt.timedelta(days=1, hours=at.hour, minutes=at.minute)
+    from s1mig.deadline import ReportReleaseDeadline
+
+    label = f"{at:%H:%M}" if not at.second else f"{at:%H:%M:%S}"
     return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=interval,
+        reference=ReportReleaseDeadline(at=at.isoformat()),
+        interval=dt.timedelta(0),
         callback=AsyncCallback(
             "s1mig.notify.DeadlineNotifier",
             kwargs={
                 "to": to,
                 "from_email": os.environ.get("S1MIG_NOTIFY_FROM") or None,
-                "deadline_label": f"{at:%H:%M} {LONDON}",
+                "deadline_label": f"{label} {LONDON}",
                 "release_task": release_task(),
             },
         ),
@@ -274,8 +311,8 @@ def deadline_message(
     deadline = (context.get("deadline") or {}).get("deadline_time")
     dag_id = run.get("dag_id", "unknown DAG")
     run_id = run.get("dag_run_id") or run.get("run_id") or ""
-    # the deadline is measured from the logical date: its London day (unless conf names D)
-    day = report_date_of(None, run.get("conf"), run.get("logical_date"), run.get("data_interval_start"))
+    # D as the deadline reference read it (s1mig.deadline): conf, the data interval, the logical date
+    day = report_date_of(None, run.get("conf"), run.get("data_interval_start"), run.get("logical_date"))
     subject = f"[s1mig] {dag_id} {day}: reports not released by {deadline_label} (deadline passed)"
     rows = [("DAG", dag_id), ("Report date", day), ("Run", run_id)]
     if deadline is not None:
