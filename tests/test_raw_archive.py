@@ -139,7 +139,8 @@ def test_the_archive_runs_beside_the_build_once_staging_holds_every_delivery(war
         assert _archived_dates(warehouse) == []  # waiting for staging
         dbt.run_dbt(["run", "--select", "staging", "--vars", f"{{report_date: '{days[2]}'}}"], echo=None)
         deadline = time.monotonic() + 60
-        while not _archived_dates(warehouse) and time.monotonic() < deadline:
+        # one transaction a drop: wait for both, not for the first to commit
+        while _archived_dates(warehouse) != days[:2] and time.monotonic() < deadline:
             time.sleep(raw_archive.POLL_SECONDS)
         assert _archived_dates(warehouse) == days[:2]  # archived while the block still runs
 
