@@ -13,7 +13,7 @@ import shutil
 import psycopg
 import pytest
 
-from s1mig import pipeline
+from s1mig import dbt, land, pipeline
 from tests.support.cli import run_cli
 from tests.support.databases import built_warehouse
 from tests.support.drops import D30, D31, I4, I5, MA_A, append_rows, build_handmade_landing, edit_rows, event, line_of
@@ -159,3 +159,44 @@ def _delivered_twice(warehouse: str, good, tmp_path) -> None:
             "select event_id from staging.stg_dcc__migration_events where _drop_date = %s order by 1", (D31,)
         ).fetchall()
     assert staged == [("E90",), ("E91",)]
+
+
+def _staging_and_rejects(url: str) -> tuple[list[tuple], list[str]]:
+    with psycopg.connect(url) as conn:
+        rejects = conn.execute(
+            "select extract_name, line_no, reject_reason from staging.stg_dcc__rejects order by 1, 2"
+        ).fetchall()
+        events = [r[0] for r in conn.execute("select event_id from staging.stg_dcc__migration_events")]
+    return rejects, events
+
+
+def test_rejects_trust_a_staging_model_only_for_the_current_delivery_it_holds(warehouse, tmp_path):
+    """stg_dcc__rejects validates again only the raw rows its staging model left out, and
+    only where that model holds the drop's current delivery: a staging model still holding
+    an earlier delivery of the date (a partial build) is not trusted, since that delivery's
+    rows share their line numbers with the new one's."""
+    landing = build_handmade_landing(tmp_path / "landing")
+    drop = landing / str(D30)
+    report_date = ["--vars", f"{{report_date: '{D30}'}}"]
+    land.land(drop, D30)
+    dbt.run_dbt(["seed"], echo=None)
+    dbt.run_dbt(["run", "--select", "staging", *report_date], echo=None)
+    rejects, events = _staging_and_rejects(warehouse)
+    assert rejects == [] and "E21" in events
+
+    # re-delivered with E21 broken; only the rejects are built: the events' model still
+    # holds the first delivery, where E21's line is a valid row
+    edit_rows(drop, "migration_events", {"event_id": "E21"}, {"event_ts": "2020-07-30T25:59:59Z"})
+    line = line_of(drop, "migration_events", {"event_id": "E21"})
+    land.land(drop, D30)
+    dbt.run_dbt(["run", "--select", "stg_dcc__rejects", *report_date], echo=None)
+    reason = "event_ts '2020-07-30T25:59:59Z' is not an ISO 8601 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)"
+    rejects, events = _staging_and_rejects(warehouse)
+    assert rejects == [("migration_events", line, reason)]
+    assert "E21" in events  # not rebuilt yet
+
+    # the staging models catch up: the same reject, and E21 is no longer staged
+    dbt.run_dbt(["run", "--select", "staging", *report_date], echo=None)
+    rejects, events = _staging_and_rejects(warehouse)
+    assert rejects == [("migration_events", line, reason)]
+    assert "E21" not in events

@@ -138,6 +138,21 @@
     )
 {%- endmacro %}
 
+{#- The pending drop dates of this model whose current delivery the model `model_name`
+    has logged, as a query yielding drop_date: that model holds those drops' rows as
+    delivered now (its rows and its log commit together). -#}
+{% macro staged_current_deliveries(model_name) -%}
+    select held.drop_date
+    from {{ delivery_log() }} as held
+    inner join {{ available_deliveries() }} as available
+        on
+            held.drop_date = available.drop_date
+            and held.landed_at = available.landed_at
+    where
+        held.model_name = '{{ model_name }}'
+        and held.drop_date = any(array{{ pending_drop_dates() }})
+{%- endmacro %}
+
 {#- The log now says the model holds every delivery available to it. -#}
 {% macro log_deliveries(upstream=none) -%}
     delete from {{ delivery_log() }} where model_name = '{{ this.identifier }}';
