@@ -20,7 +20,10 @@ with attempts as (
 ),
 
 installations as (
+    {#- the versions of the run's attempts' installations, looked up by key: the whole
+        population read would cost the same whatever the day's size -#}
     select * from {{ ref('stg_dcc__installations') }}
+    where {{ among_history_keys('installation_id', 'select attempted.installation_id from attempts as attempted') }}
 ),
 
 attempt_installation as (
