@@ -138,26 +138,22 @@ def test_two_current_versions_of_a_key_fail_the_run_and_change_nothing(warehouse
 
 
 STATE = "int_installation_status_eod"
-STATE_FILTER = (
-    "        effective_from < {{ report_day_end() }}\n"
-    "        and {{ among_state_changes('installation_id', unless_in=replaced_state(this) if report_state_forward()) }}"
-    "\n"
-)
+STATE_FILTER = "    and {{ among_state_changes('installation_id') }}\n"
+STATE_SELECT = "\nselect\n    installation_id,\n"
 
 
 def _plant_state(project_dir, fault: str) -> None:
     model = project_dir / "dbt_project" / "models" / "intermediate" / f"{STATE}.sql"
     sql = model.read_text()
-    assert sql.count(STATE_FILTER) == 1, "the state's installations moved: update this test"
+    assert sql.count(STATE_FILTER) == 1, "the state's key condition moved: update this test"
     if fault == "every key":  # the model lost its among_state_changes condition
-        sql = sql.replace(STATE_FILTER, "        effective_from < {{ report_day_end() }}\n")
+        sql = sql.replace(STATE_FILTER, "")
     else:  # one of its rows twice
-        twice = "from installations\nleft join versions"
-        assert sql.count(twice) == 1, "the state's final select moved: update this test"
-        sql = sql.replace(
-            twice,
-            "from (select * from installations union all (select * from installations order by 1 limit 1))"
-            " as installations\nleft join versions",
+        assert sql.count(STATE_SELECT) == 1, "the state's select moved: update this test"
+        head, body = sql.split(STATE_SELECT)
+        sql = (
+            f"{head}\nwith state_rows as ({STATE_SELECT}{body})\n"
+            "select * from state_rows\nunion all\n(select * from state_rows order by 1 limit 1)\n"
         )
     model.write_text(sql)
 
