@@ -131,14 +131,6 @@
     {{ return(report_state_from() is not none) }}
 {%- endmacro %}
 
-{#- Whether this run moves the state held forward, from R to a later D: every key with a
-    row at the end of R still has one at the end of D (a version before the end of R is
-    before the end of D, and the deliveries up to R are as they were). -#}
-{% macro report_state_forward() -%}
-    {%- set held = report_state_from() -%}
-    {{ return(held is not none and held < report_date_value() | string) }}
-{%- endmacro %}
-
 {#- R, the report date the state held is for, when this run moves it (else none). -#}
 {% macro report_state_from() -%}
     {%- if model is not defined -%}
@@ -181,17 +173,12 @@
 {%- endmacro %}
 
 {#- WHERE condition: `column` is one of the keys whose state this run moves (those in
-    `relation`'s `__changes`, by default this model's), and not one of the keys of
-    `unless_in` when given; every key when built whole. -#}
-{% macro among_state_changes(column, relation=none, unless_in=none) -%}
+    `relation`'s `__changes`, by default this model's); every key when built whole. -#}
+{% macro among_state_changes(column, relation=none) -%}
     {%- if report_state_incremental() -%}
         {%- set changes = report_state_side(relation or this, 'changes') -%}
         {%- set key = column.split('.')[-1] -%}
-        {%- set known = 'known.' ~ key ~ ' = changes.' ~ key -%}
-        {%- set unless = ' where not exists (select from ' ~ unless_in ~ ' as known where ' ~ known ~ ')' -%}
-        {{ column }} = any(array(
-            select changes.{{ key }} from {{ changes }} as changes{{ unless if unless_in else '' }}
-        ))
+        {{ column }} = any(array(select changes.{{ key }} from {{ changes }} as changes))
     {%- else -%}
         true
     {%- endif -%}
