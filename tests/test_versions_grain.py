@@ -24,6 +24,7 @@ import pytest
 from s1mig import config, dbt, pipeline
 from s1mig.errors import DbtFailed
 from s1mig.generate import generate
+from tests.support.drops import append_rows, event
 
 pytestmark = pytest.mark.integration
 
@@ -70,11 +71,11 @@ def _planted_copy(tmp_path, monkeypatch, plant) -> None:
     monkeypatch.setenv("S1MIG_PROJECT_DIR", str(project))
 
 
-def _versions(url: str) -> tuple:
+def _versions(url: str, model: str = MODEL) -> tuple:
     with psycopg.connect(url) as conn:
         return conn.execute(
             f"select count(*), coalesce(md5(string_agg(t::text, '|' order by t::text)), '') "
-            f"from intermediate.{MODEL} as t"
+            f"from intermediate.{model} as t"
         ).fetchone()
 
 
@@ -135,6 +136,84 @@ def test_two_current_versions_of_a_key_fail_the_run_and_change_nothing(warehouse
             (START,),
         ).fetchone()[0]
     assert twice > 0
+
+
+COMPLETIONS = "int_attempt_completion_versions"
+COMPLETIONS_SELECT = ["--select", f"+{COMPLETIONS}"]
+KEPT = """        {%- if is_incremental() %}
+            and not exists (
+                select 1 from {{ this }} as kept
+                where kept.attempt_id = candidate_outcomes.attempt_id
+            )
+        {%- endif %}"""
+
+
+def _plant_judged_again(project_dir) -> None:
+    """The completion versions model judges an attempt again after it completed."""
+    model = project_dir / "dbt_project" / "models" / "intermediate" / f"{COMPLETIONS}.sql"
+    sql = model.read_text()
+    assert sql.count(KEPT) == 1, "the model's condition on kept completions moved: update this test"
+    model.write_text(sql.replace(KEPT, ""))
+
+
+def test_a_completion_judged_again_fails_the_run_and_changes_nothing(warehouse, tmp_path, monkeypatch):
+    """Completion is final: the completion versions' unique key (attempt_id, party_id)
+    refuses a second version of a completed attempt (`versions_final`), where the closing
+    of versions would have ended the first one and let the second stand. Day 2 carries a
+    late event of an attempt completed on day 1, which the faulty model judges again."""
+    landing = tmp_path / "landing"
+    day2 = START + dt.timedelta(days=1)
+    generate(landing, START, 2, 300, seed=3, progress=False)
+    dbt.run_dbt(["seed"], echo=None)
+    pipeline.land_step(landing, START)
+    dbt.run_dbt(["run", *COMPLETIONS_SELECT], echo=None)
+    with psycopg.connect(warehouse) as conn:
+        (completed,) = conn.execute(f"select min(attempt_id) from intermediate.{COMPLETIONS}").fetchone()
+    late = event("9999999901", completed, "DEVICE_TESTING", "49", "PASS", f"{day2}T12:00:00Z")
+    append_rows(landing / day2.isoformat(), "migration_events", [late])
+    pipeline.land_step(landing, day2)
+    said = (COMPLETIONS, "duplicate key value violates unique constraint", f"({completed}, ")
+    before = _planted_run_fails(
+        tmp_path,
+        monkeypatch,
+        _plant_judged_again,
+        ["run", *COMPLETIONS_SELECT],
+        said,
+        lambda: _versions(warehouse, COMPLETIONS),
+    )
+    assert _versions(warehouse, COMPLETIONS)[0] > before[0]  # the real project built day 2
+
+
+def test_final_versions_without_their_unique_index_close_and_check_as_before(warehouse, tmp_path):
+    """A warehouse from before the unique index (a plain index on the key) runs the
+    versions model as any other (reopen, close, check), to the same rows."""
+    _built_then_landed(tmp_path, 3, 4, COMPLETIONS_SELECT)
+    day2 = START + dt.timedelta(days=1)
+    dbt.run_dbt(["run", *COMPLETIONS_SELECT], echo=None)
+    with_index = _versions(warehouse, COMPLETIONS)
+    assert CLOSING not in _last_build_log(COMPLETIONS)  # the unique index holds the key
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        # back to the state as at the end of day 1, with a plain index in place of the unique one
+        conn.execute(f"delete from intermediate.{COMPLETIONS} where valid_from >= %s", (day2,))
+        conn.execute("delete from staging.delivery_log where model_name = %s and drop_date >= %s", (COMPLETIONS, day2))
+        (unique,) = conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = %s::regclass and indisunique",
+            (f"intermediate.{COMPLETIONS}",),
+        ).fetchone()
+        conn.execute(f"drop index {unique}")
+        conn.execute(f"create index on intermediate.{COMPLETIONS} (attempt_id, party_id)")
+    dbt.run_dbt(["run", "--select", COMPLETIONS], echo=None)
+    assert _versions(warehouse, COMPLETIONS) == with_index
+    assert CLOSING in _last_build_log(COMPLETIONS)
+
+
+CLOSING = "set valid_to = later.first_valid_from"  # close_versions' update
+
+
+def _last_build_log(model: str) -> str:
+    """dbt's log from the last start of `model`'s build on."""
+    log = (config.home() / "dbt" / "logs" / "dbt.log").read_text()
+    return log.rsplit(f"START sql delivery_history model intermediate.{model}", 1)[1]
 
 
 STATE = "int_installation_status_eod"

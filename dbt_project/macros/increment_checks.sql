@@ -125,6 +125,24 @@
     {{ return(found > 0) }}
 {%- endmacro %}
 
+{#- Whether a unique index of this model has exactly `columns` as its key, in order, on
+    every row (no expression, no predicate). -#}
+{% macro has_unique_index(columns) -%}
+    {%- if not execute -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select count(*) from pg_index as i where i.indrelid = '\"" ~ this.schema ~ "\".\"" ~ this.identifier
+        ~ "\"'::regclass and i.indisunique and i.indpred is null and i.indexprs is null"
+        ~ " and i.indnkeyatts = " ~ columns | length
+        ~ " and (select array_agg(a.attname::text order by k.position) from unnest(i.indkey)"
+        ~ " with ordinality as k (attnum, position) join pg_attribute as a"
+        ~ " on a.attrelid = i.indrelid and a.attnum = k.attnum where k.position <= i.indnkeyatts)"
+        ~ " = array['" ~ columns | join("', '") ~ "']"
+    ).columns[0].values()[0] -%}
+    {{ return(found > 0) }}
+{%- endmacro %}
+
 {#- Fresh planner statistics before the next model reads the table, when it is new or
     this run and the runs since its last analyze changed more than a tenth of its rows
     (autovacuum's default threshold, applied before the downstream models plan, not a

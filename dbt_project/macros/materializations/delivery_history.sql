@@ -20,7 +20,13 @@
     - `grain`: keys checked unique among the run's rows (macros/increment_checks.sql);
     - `versions_key`: the model holds versions (one per key per drop date valid_from,
       valid_to = the next version's valid_from, NULL = current), F applies to
-      valid_from, and the run keeps valid_to right around its versions.
+      valid_from, and the run keeps valid_to right around its versions;
+    - `versions_final`: a key has one version ever (valid_to always NULL; e.g. a
+      completion, which is final). With a unique index on exactly `versions_key` the
+      index holds that for every row as it is written, so the run neither reopens,
+      closes nor checks versions (each a pass over the whole history); without one (a
+      warehouse from before the index was configured) the run does all three as for
+      any versions model.
     on_schema_change: fail unless configured.
 
     In one transaction, so a failed build leaves the model as it was:
@@ -49,14 +55,22 @@
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
-    {%- if versions_key -%}
+    {%- set final_versions = versions_key and config.get('versions_final', false)
+        and is_incremental() and has_unique_index(versions_key) -%}
+    {%- if final_versions -%}
+        {%- do run_in_transaction(
+            'begin_history_increment', 'set local enable_nestloop = off; ' ~ begin_history_increment('valid_from')
+        ) -%}
+    {%- elif versions_key -%}
         {%- do run_in_transaction('begin_history_increment', begin_versions_increment()) -%}
     {%- else -%}
         {%- do run_in_transaction('begin_history_increment', begin_history_increment('_drop_date')) -%}
     {%- endif -%}
     {%- set to_drop = build_delivery_table(existing_relation, target_relation, sql, on_schema_change) -%}
     {%- do run_in_transaction('analyze_if_stale', analyze_table_if_stale()) -%}
-    {%- if versions_key -%}
+    {%- if final_versions -%}
+        {%- do run_in_transaction('end_history_increment', log_deliveries(history_upstream())) -%}
+    {%- elif versions_key -%}
         {%- do run_in_transaction('end_history_increment', end_versions_increment(versions_key)) -%}
     {%- else -%}
         {%- if config.get('grain') -%}

@@ -10,7 +10,10 @@
     attempt row, an event or a COF record): those drops are its candidate dates, each
     judged from all of the attempt's records up to that drop. The first candidate on
     which it is complete wins; an attempt already complete before the run's rebuild-from
-    date is not judged again. A history model (macros/materializations/delivery_history.sql).
+    date is not judged again. A history model (macros/materializations/delivery_history.sql)
+    whose versions are final (`versions_final`): the unique index on (attempt_id,
+    party_id) refuses a second version of a key, e.g. an attempt judged again after it
+    completed.
 
     As at the end of a drop date, with f the earliest failure and s the Success time:
     - failures: any FAIL event (any stage after MA validation, MCF and MVF included) or
@@ -28,8 +31,9 @@
 {{ config(
     materialized='delivery_history',
     versions_key=['attempt_id', 'party_id'],
+    versions_final=true,
     indexes=[
-        {'columns': ['attempt_id', 'party_id']},
+        {'columns': ['attempt_id', 'party_id'], 'unique': true},
         {'columns': ['completed_on']},
         {'columns': ['valid_from']},
     ],
@@ -74,6 +78,7 @@ touches as (
 ),
 
 touched_events as (
+    {#- only the events the rule reads: failures and commissioning passes -#}
     select
         touches.valid_from,
         events.*
@@ -82,7 +87,9 @@ touched_events as (
         on
             touches.attempt_id = events.attempt_id
             and touches.valid_from >= events._drop_date
-    where {{ among_history_keys('events.attempt_id', 'select touched.attempt_id from touches as touched') }}
+    where
+        {{ among_history_keys('events.attempt_id', 'select touched.attempt_id from touches as touched') }}
+        and (events.outcome = 'FAIL' or (events.stage = 'COMMISSIONING' and events.outcome = 'PASS'))
 ),
 
 touched_cof_records as (
