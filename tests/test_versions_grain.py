@@ -267,3 +267,20 @@ def test_a_moved_state_checks_the_rows_it_wrote(warehouse, tmp_path, monkeypatch
         day2,
     )
     assert state() != before
+
+
+def _reloptions(url: str, model: str) -> list | None:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select reloptions from pg_class where oid = %s::regclass", (f"intermediate.{model}",)).fetchone()[0]
+
+
+def test_the_status_versions_leave_room_on_their_pages(warehouse, tmp_path):
+    """`fillfactor` (macros/deliveries.sql): a first build creates the table with it, and a
+    table from before it was configured gets it at its next run."""
+    _built_then_landed(tmp_path, 2, 3, SELECT)
+    assert _reloptions(warehouse, MODEL) == ["fillfactor=85"]
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(f"alter table intermediate.{MODEL} reset (fillfactor)")
+    dbt.run_dbt(["run", *SELECT], echo=None)
+    assert _reloptions(warehouse, MODEL) == ["fillfactor=85"]
+    assert _reloptions(warehouse, COMPLETIONS) is None  # a model without the config

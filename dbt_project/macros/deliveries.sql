@@ -172,18 +172,22 @@
     materialization does it with strategy append: a first build (or a full refresh, or a
     table replacing a view) creates the table with its configured indexes, else the rows
     go through a temporary table and are appended (schema changes per on_schema_change).
+    `fillfactor` (config, a percentage): the table's pages are filled to it, leaving room
+    for the updates of its rows to stay on their page (heap-only: no new index entries),
+    e.g. a versions model's closing of versions; an older table gets it for its new pages.
     Returns the relations to drop after the commit. -#}
 {% macro build_delivery_table(existing_relation, target_relation, model_sql, on_schema_change) -%}
     {%- set to_drop = [] -%}
     {%- set full_refresh_mode = should_full_refresh() or existing_relation.is_view -%}
     {%- if existing_relation is none -%}
-        {%- set build_sql = get_create_table_as_sql(False, target_relation, model_sql) -%}
+        {%- set build_sql = create_delivery_table_as(target_relation, model_sql) -%}
         {%- set relation_for_indexes = target_relation -%}
     {%- elif full_refresh_mode -%}
         {%- set intermediate_relation = make_intermediate_relation(target_relation) -%}
-        {%- set build_sql = get_create_table_as_sql(False, intermediate_relation, model_sql) -%}
+        {%- set build_sql = create_delivery_table_as(intermediate_relation, model_sql) -%}
         {%- set relation_for_indexes = intermediate_relation -%}
     {%- else -%}
+        {%- do set_fillfactor(target_relation) -%}
         {%- set temp_relation = make_temp_relation(target_relation) -%}
         {%- do run_query(get_create_table_as_sql(True, temp_relation, model_sql)) -%}
         {%- set contract_config = config.get('contract') -%}
@@ -215,6 +219,35 @@
         {%- do to_drop.append(backup_relation) -%}
     {%- endif -%}
     {{ return(to_drop) }}
+{%- endmacro %}
+
+{#- A first build's table (dbt's create table as), with the configured fillfactor. -#}
+{% macro create_delivery_table_as(relation, model_sql) -%}
+    {%- set fillfactor = config.get('fillfactor') -%}
+    {%- if fillfactor is none -%}
+        {{ return(get_create_table_as_sql(False, relation, model_sql)) }}
+    {%- endif -%}
+    {%- set contract_config = config.get('contract') -%}
+    {%- if contract_config and contract_config.enforced -%}
+        {{ exceptions.raise_compiler_error(this.identifier ~ ": fillfactor is not supported with an enforced contract") }}
+    {%- endif -%}
+    {{ return('create table ' ~ relation ~ ' with (fillfactor = ' ~ (fillfactor | int) ~ ') as (' ~ model_sql ~ ')') }}
+{%- endmacro %}
+
+{#- An older table gets the configured fillfactor for the pages written from now on. -#}
+{% macro set_fillfactor(relation) -%}
+    {%- set fillfactor = config.get('fillfactor') -%}
+    {%- if fillfactor is none -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set option = 'fillfactor=' ~ (fillfactor | int) -%}
+    {%- set held = run_query(
+        "select coalesce('" ~ option ~ "' = any(reloptions), false) from pg_class where oid = '"
+        ~ relation ~ "'::regclass"
+    ).columns[0].values()[0] -%}
+    {%- if not held -%}
+        {%- do run_query('alter table ' ~ relation ~ ' set (' ~ option | replace('=', ' = ') ~ ')') -%}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Before the transaction: leftovers of an interrupted build under the intermediate or

@@ -11,7 +11,9 @@
     attempts: those drops are its versions. Each moves forward from the version before
     it (below, `held`), so a day reads the day's attempts and completions and one version
     per touched installation, not every attempt of it. A history model
-    (macros/materializations/delivery_history.sql). Two columns carry what the next
+    (macros/materializations/delivery_history.sql); its pages are filled to 85 % so that
+    closing a version (about 200,000 a national day) stays on the row's page, without new
+    index entries. Two columns carry what the next
     version needs and the reports do not: awaiting_attempts (has_awaiting_outcome is
     awaiting_attempts > 0) and last_failed_attempt_id (the last failure's tie-break).
 
@@ -26,6 +28,7 @@
 {{ config(
     materialized='delivery_history',
     versions_key='installation_id',
+    fillfactor=85,
     indexes=[{'columns': ['installation_id']}, {'columns': ['valid_from']}],
 ) }}
 
