@@ -271,7 +271,8 @@ def test_a_moved_state_checks_the_rows_it_wrote(warehouse, tmp_path, monkeypatch
 
 def _reloptions(url: str, model: str) -> list | None:
     with psycopg.connect(url) as conn:
-        return conn.execute("select reloptions from pg_class where oid = %s::regclass", (f"intermediate.{model}",)).fetchone()[0]
+        relation = f"intermediate.{model}"
+        return conn.execute("select reloptions from pg_class where oid = %s::regclass", (relation,)).fetchone()[0]
 
 
 def test_the_status_versions_leave_room_on_their_pages(warehouse, tmp_path):

@@ -229,7 +229,9 @@
     {%- endif -%}
     {%- set contract_config = config.get('contract') -%}
     {%- if contract_config and contract_config.enforced -%}
-        {{ exceptions.raise_compiler_error(this.identifier ~ ": fillfactor is not supported with an enforced contract") }}
+        {{ exceptions.raise_compiler_error(
+            this.identifier ~ ": fillfactor is not supported with an enforced contract"
+        ) }}
     {%- endif -%}
     {{ return('create table ' ~ relation ~ ' with (fillfactor = ' ~ (fillfactor | int) ~ ') as (' ~ model_sql ~ ')') }}
 {%- endmacro %}
