@@ -211,3 +211,27 @@ def test_each_blocking_rule_stops_the_export(server_url, tmp_path, monkeypatch):
         evidence = json.loads((out / day / "evidence.json").read_text())
         assert {g["rule_id"]: g["status"] for g in evidence["gate"]}["W1"] == "warn"
         assert "W1" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("under_s1mig_run", [True, False])
+def test_great_expectations_is_imported_beside_the_build_only_under_s1mig_run(under_s1mig_run):
+    """`s1mig run` runs every task in one process: the gate's import is done while dbt
+    builds (gate.imported_beside_build). A deployment's worker runs each task in a process
+    of its own, where nothing is imported ahead."""
+    import os
+    import subprocess
+    import sys
+
+    from s1mig import gate
+
+    env = {k: v for k, v in os.environ.items() if k != gate.IMPORT_BESIDE_BUILD_ENV}
+    if under_s1mig_run:
+        env[gate.IMPORT_BESIDE_BUILD_ENV] = "1"
+    code = (
+        "import sys\nfrom s1mig import gate\n"
+        "assert 'great_expectations' not in sys.modules\n"
+        "with gate.imported_beside_build():\n    pass\n"
+        "print('great_expectations' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == str(under_s1mig_run)

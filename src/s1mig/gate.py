@@ -6,7 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from s1mig_expectations import migrated_state
 from s1mig_expectations.checkpoint import BATCH_MODEL
@@ -71,8 +75,40 @@ GATE_STATE_PART = "_gate_state"  # the checkpoint of the rules that read the gat
 
 
 def _move_rule_8_expectation(report_date: dt.date, url: str | None) -> str:
+    started = time.monotonic()
     with db.connect(url) as conn, conn.transaction():
-        return migrated_state.move(conn, report_date)
+        how = migrated_state.move(conn, report_date)
+    return f"{how} in {time.monotonic() - started:.1f} s"
+
+
+# Set by `s1mig run` (airflow_run): every task of the run is in one process (`airflow dags
+# test`), so the gate's import of great_expectations (2-3 s of CPU) can be done beside the
+# dbt build, which runs in a process of its own. A deployment's workers run each task in a
+# process of its own, where an import ahead would be wasted: nothing is imported there.
+IMPORT_BESIDE_BUILD_ENV = "S1MIG_GATE_IMPORT_BESIDE_BUILD"
+
+
+def _import_gx() -> None:
+    try:
+        import great_expectations  # noqa: F401
+        from great_expectations.data_context.types import base, resource_identifiers  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - the gate imports it again and says what failed
+        log.debug("great_expectations not imported beside the build: %s", err)
+
+
+@contextmanager
+def imported_beside_build() -> Iterator[None]:
+    """Around the dbt build: under `s1mig run` (IMPORT_BESIDE_BUILD_ENV), great_expectations
+    is imported on a thread of this process meanwhile, ready when the gate task starts."""
+    if os.environ.get(IMPORT_BESIDE_BUILD_ENV) != "1":
+        yield
+        return
+    thread = threading.Thread(target=_import_gx, name="gate-import", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
@@ -89,10 +125,19 @@ def run_gate(report_date: dt.date, run_id: str, url: str | None = None) -> list:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-r8") as pool:
         moving = pool.submit(_move_rule_8_expectation, report_date, url)
         try:
+            started = time.monotonic()
             from s1mig_expectations import prepare_checkpoint, update_data_docs
 
+            imported = time.monotonic()
             first = prepare_checkpoint(report_date, gx_root, independent)
             outcomes = first.run()
+            log.info(
+                "gate %s: great_expectations imported in %.1f s, %d rules checked in %.1f s",
+                report_date,
+                imported - started,
+                len(independent),
+                time.monotonic() - imported,
+            )
         finally:
             how = moving.result()  # the move's error first: rule 8 could not be checked
     log.info("gate %s: rule 8's expectation %s", report_date, how)

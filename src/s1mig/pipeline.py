@@ -24,8 +24,9 @@ def land_step(landing: Path, report_date: dt.date, url: str | None = None) -> di
 
 def dbt_step(report_date: dt.date, url: str | None = None) -> None:
     """The daily build; beside it, once staging holds every delivery, the raw rows of
-    drops older than the newest S1MIG_RAW_KEEP_DROPS are archived (s1mig/raw_archive.py)."""
-    with raw_archive.beside_build(url):
+    drops older than the newest S1MIG_RAW_KEEP_DROPS are archived (s1mig/raw_archive.py),
+    and under `s1mig run` the gate's great_expectations is imported (gate.imported_beside_build)."""
+    with raw_archive.beside_build(url), gate.imported_beside_build():
         dbt.build(report_date, url, echo=log.info)
 
 
