@@ -285,3 +285,16 @@ def test_the_status_versions_leave_room_on_their_pages(warehouse, tmp_path):
     dbt.run_dbt(["run", *SELECT], echo=None)
     assert _reloptions(warehouse, MODEL) == ["fillfactor=85"]
     assert _reloptions(warehouse, COMPLETIONS) is None  # a model without the config
+
+
+REOPENING = "set valid_to = null where"  # begin_versions_increment's reopening
+
+
+def test_a_new_day_does_not_reopen_versions(warehouse, tmp_path):
+    """The reopening of the versions a run's rebuild ended passes over every version; a
+    run of drops the model never held has none to reopen and skips it (a re-delivery or
+    correction reopens: tests/test_incremental.py compares those with a whole build)."""
+    _built_then_landed(tmp_path, 2, 3, SELECT)
+    dbt.run_dbt(["run", *SELECT], echo=None)
+    assert REOPENING not in _last_build_log(MODEL)
+    assert CLOSING in _last_build_log(MODEL)

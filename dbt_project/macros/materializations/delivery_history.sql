@@ -31,7 +31,8 @@
 
     In one transaction, so a failed build leaves the model as it was:
     1. versions: plan without nested loops (below);
-    2. delete the rows from F on; versions: reopen the versions they ended;
+    2. delete the rows from F on; versions: reopen the versions they ended (when the
+       model held a drop from F on);
     3. append the model's rows (from F on);
     4. analyze when stale (macros/increment_checks.sql);
     5. versions: plan with nested loops again, end the versions that the run's first
@@ -176,11 +177,32 @@
 {% macro begin_versions_increment() -%}
     set local enable_nestloop = off;
     {{ begin_history_increment('valid_from') }};
-    {%- if is_incremental() %}
+    {%- if is_incremental() and holds_drops_from_rebuild_date() %}
         update {{ this }} set valid_to = null where {{ in_history_increment('valid_to') }}
     {%- else %}
         select 1
     {%- endif %}
+{%- endmacro %}
+
+{#- Whether the model holds a drop date from F, the rebuild-from date, on (a re-delivery or a
+    correction): only then can a version have ended at F or later (a version ends at the
+    valid_from of the next, a drop date the model built). The usual day's new drop was
+    never held, so the reopening, a pass over every version, is skipped. -#}
+{% macro holds_drops_from_rebuild_date() -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set rebuild_from = run_query(rebuild_from_date_query()).columns[0].values()[0] -%}
+    {%- if rebuild_from is none -%}
+        {{ return(false) }}
+    {%- elif rebuild_from == 'all' -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set held = run_query(
+        "select exists (select 1 from " ~ delivery_log() ~ " where model_name = '" ~ this.identifier
+        ~ "' and drop_date >= date '" ~ rebuild_from[5:] ~ "')"
+    ).columns[0].values()[0] -%}
+    {{ return(held) }}
 {%- endmacro %}
 
 {#- Steps 5 and 6 of a versions model. Closing the versions before the run's looks the
