@@ -222,11 +222,11 @@ def test_great_expectations_is_imported_beside_the_build_only_under_s1mig_run(un
     import subprocess
     import sys
 
-    from s1mig import gate
+    from s1mig import run_tasks
 
-    env = {k: v for k, v in os.environ.items() if k != gate.IMPORT_BESIDE_BUILD_ENV}
+    env = {k: v for k, v in os.environ.items() if k != run_tasks.ONE_PROCESS_RUN_ENV}
     if under_s1mig_run:
-        env[gate.IMPORT_BESIDE_BUILD_ENV] = "1"
+        env[run_tasks.ONE_PROCESS_RUN_ENV] = "1"
     code = (
         "import sys\nfrom s1mig import gate\n"
         "assert 'great_expectations' not in sys.modules\n"

@@ -36,7 +36,7 @@ from typing import IO
 
 import psycopg
 
-from s1mig import airflow_home, config, db, gate, run_tasks
+from s1mig import airflow_home, config, db, run_tasks
 from s1mig.errors import ConfigInvalid, DatabaseUnreachable, S1migError, Stopped
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def run_dag(
     env["S1MIG_ERROR_FILE"] = str(error_file)
     notice_file = log_file.with_suffix(".notices")
     env["S1MIG_NOTICE_FILE"] = str(notice_file)
-    env[gate.IMPORT_BESIDE_BUILD_ENV] = "1"  # `airflow dags test` runs every task in its own process
+    env[run_tasks.ONE_PROCESS_RUN_ENV] = "1"  # `airflow dags test` runs every task in its own process
     conf = {"report_date": report_date.isoformat(), "landing": str(landing.resolve()), "out": str(out.resolve())}
     cmd = [airflow_home.airflow_exe(), "dags", "test", DAG_ID, report_date.isoformat(), "-c", json.dumps(conf)]
     if skip:

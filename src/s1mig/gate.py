@@ -16,7 +16,7 @@ from s1mig_expectations import migrated_state
 from s1mig_expectations.checkpoint import BATCH_MODEL
 from s1mig_expectations.rules import INHERITED_SQL, RULES, Rule
 
-from s1mig import breaks, config, db, relations
+from s1mig import breaks, config, db, relations, run_tasks
 from s1mig.errors import GateBlocked
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,10 @@ def _move_rule_8_expectation(report_date: dt.date, url: str | None) -> str:
     return f"{how} in {time.monotonic() - started:.1f} s"
 
 
-# Set by `s1mig run` (airflow_run): every task of the run is in one process (`airflow dags
-# test`), so the gate's import of great_expectations (2-3 s of CPU) can be done beside the
-# dbt build, which runs in a process of its own. A deployment's workers run each task in a
+# Under `s1mig run` every task of the run is in one process (run_tasks.ONE_PROCESS_RUN_ENV),
+# so the gate's import of great_expectations (2-3 s of CPU) can be done beside the dbt
+# build, which runs in a process of its own. A deployment's workers run each task in a
 # process of its own, where an import ahead would be wasted: nothing is imported there.
-IMPORT_BESIDE_BUILD_ENV = "S1MIG_GATE_IMPORT_BESIDE_BUILD"
 
 
 def _import_gx() -> None:
@@ -98,9 +97,9 @@ def _import_gx() -> None:
 
 @contextmanager
 def imported_beside_build() -> Iterator[None]:
-    """Around the dbt build: under `s1mig run` (IMPORT_BESIDE_BUILD_ENV), great_expectations
+    """Around the dbt build: under `s1mig run` (run_tasks.ONE_PROCESS_RUN_ENV), great_expectations
     is imported on a thread of this process meanwhile, ready when the gate task starts."""
-    if os.environ.get(IMPORT_BESIDE_BUILD_ENV) != "1":
+    if os.environ.get(run_tasks.ONE_PROCESS_RUN_ENV) != "1":
         yield
         return
     thread = threading.Thread(target=_import_gx, name="gate-import", daemon=True)
