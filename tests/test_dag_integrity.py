@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from s1mig import run_tasks
-from tests.support.cli import REPO
+from tests.support.cli import REPO, last_line_of_python
 
 # the one declaration of the run's tasks (s1mig.run_tasks); the DAG must wire exactly these, in this order
 EXPECTED_TASKS = list(run_tasks.ORDER)
@@ -140,16 +140,9 @@ def test_the_dag_process_of_s1mig_run_leaves_out_the_last_garbage_collection(und
     """Under `s1mig run` (run_tasks.ONE_PROCESS_RUN_ENV) the objects are frozen out of
     Python's garbage collection at exit (airflow_support.quick_exit), after the atexit
     handlers registered later and before the ones registered earlier (here: the check)."""
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != run_tasks.ONE_PROCESS_RUN_ENV}
-    if under_s1mig_run:
-        env[run_tasks.ONE_PROCESS_RUN_ENV] = "1"
     code = (
         "import atexit, gc\n"
         "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, flush=True))\n"
         "from s1mig import airflow_support\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == f"frozen {under_s1mig_run}"
+    assert last_line_of_python(code, under_s1mig_run) == f"frozen {under_s1mig_run}"

@@ -22,7 +22,7 @@ import pytest
 
 from s1mig import pipeline
 from s1mig.errors import GateBlocked
-from tests.support.cli import run_cli
+from tests.support.cli import last_line_of_python, run_cli
 from tests.support.databases import built_warehouse
 from tests.support.drops import D30
 
@@ -218,20 +218,10 @@ def test_great_expectations_is_imported_beside_the_build_only_under_s1mig_run(un
     """`s1mig run` runs every task in one process: the gate's import is done while dbt
     builds (gate.imported_beside_build). A deployment's worker runs each task in a process
     of its own, where nothing is imported ahead."""
-    import os
-    import subprocess
-    import sys
-
-    from s1mig import run_tasks
-
-    env = {k: v for k, v in os.environ.items() if k != run_tasks.ONE_PROCESS_RUN_ENV}
-    if under_s1mig_run:
-        env[run_tasks.ONE_PROCESS_RUN_ENV] = "1"
     code = (
         "import sys\nfrom s1mig import gate\n"
         "assert 'great_expectations' not in sys.modules\n"
         "with gate.imported_beside_build():\n    pass\n"
         "print('great_expectations' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == str(under_s1mig_run)
+    assert last_line_of_python(code, under_s1mig_run) == str(under_s1mig_run)

@@ -25,3 +25,15 @@ def airflow_home_locked() -> bool:
     from s1mig.airflow_run import file_locked
 
     return file_locked(Path(os.environ["S1MIG_HOME"]) / "airflow" / ".dags-test.lock")
+
+
+def last_line_of_python(code: str, one_process_run: bool) -> str:
+    """The last line `code` prints in a fresh Python, with run_tasks.ONE_PROCESS_RUN_ENV
+    set as `s1mig run` sets it for its `airflow dags test`, or unset."""
+    from s1mig import run_tasks
+
+    env = {k: v for k, v in os.environ.items() if k != run_tasks.ONE_PROCESS_RUN_ENV}
+    if one_process_run:
+        env[run_tasks.ONE_PROCESS_RUN_ENV] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1]
