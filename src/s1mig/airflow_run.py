@@ -215,7 +215,7 @@ def run_dag(
     env["S1MIG_ERROR_FILE"] = str(error_file)
     notice_file = log_file.with_suffix(".notices")
     env["S1MIG_NOTICE_FILE"] = str(notice_file)
-    env[run_tasks.ONE_PROCESS_RUN_ENV] = "1"  # `airflow dags test` runs every task in its own process
+    env[run_tasks.ONE_PROCESS_RUN_ENV] = "1"  # `airflow dags test` runs all the tasks of the run in one process
     conf = {"report_date": report_date.isoformat(), "landing": str(landing.resolve()), "out": str(out.resolve())}
     cmd = [airflow_home.airflow_exe(), "dags", "test", DAG_ID, report_date.isoformat(), "-c", json.dumps(conf)]
     if skip:
