@@ -18,8 +18,8 @@ ORDER = (WAIT_FOR_DROP, TAKE_LEASE, *LEASED, RELEASE, PUBLISH)
 ALL = (*ORDER, RELEASE_LEASE)
 
 # Set by `s1mig run` (s1mig.airflow_run) for its `airflow dags test`: every task of the run
-# runs in that one process. The gate's great_expectations is then imported while dbt builds
-# (gate.imported_beside_build), and the process leaves out Python's last garbage collection
+# runs in that one process. The gate's great_expectations is then loaded while dbt builds
+# (in gate.py, around the build), and the process leaves out Python's last garbage collection
 # at its exit (airflow_support.quick_exit). A deployment's workers run each task in a
 # process of its own and do neither.
 ONE_PROCESS_RUN_ENV = "S1MIG_ONE_PROCESS_RUN"
