@@ -141,9 +141,14 @@ def test_two_current_versions_of_a_key_fail_the_run_and_change_nothing(warehouse
 COMPLETIONS = "int_attempt_completion_versions"
 COMPLETIONS_SELECT = ["--select", f"+{COMPLETIONS}"]
 KEPT = """        {%- if is_incremental() %}
+            {#- looked up by key: a join would read every completion ever made #}
             and not exists (
                 select 1 from {{ this }} as kept
-                where kept.attempt_id = candidate_outcomes.attempt_id
+                where
+                    kept.attempt_id = candidate_outcomes.attempt_id
+                    and {{ among_history_keys(
+                        'kept.attempt_id', 'select candidate.attempt_id from candidate_outcomes as candidate'
+                    ) }}
             )
         {%- endif %}"""
 

@@ -277,9 +277,14 @@ outcomes as (
                 and known.valid_from = candidate_outcomes.valid_from
         )
         {%- if is_incremental() %}
+            {#- looked up by key: a join would read every completion ever made #}
             and not exists (
                 select 1 from {{ this }} as kept
-                where kept.attempt_id = candidate_outcomes.attempt_id
+                where
+                    kept.attempt_id = candidate_outcomes.attempt_id
+                    and {{ among_history_keys(
+                        'kept.attempt_id', 'select candidate.attempt_id from candidate_outcomes as candidate'
+                    ) }}
             )
         {%- endif %}
     order by attempt_id asc, valid_from asc
