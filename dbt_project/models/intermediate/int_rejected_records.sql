@@ -165,10 +165,17 @@ events_checked as (
     where
         {{ in_history_increment('events._drop_date') }}
         and not exists (
+            {#- the attempts of the run's events by key: a join would read every attempt ever
+                delivered (a national day: 0.75 s against 1.3 s on two cores, day 26) #}
             select 1 from attempts
             where
                 attempts.attempt_id = events.attempt_id
                 and attempts._drop_date <= events._drop_date
+                and {{ among_history_keys(
+                    'attempts.attempt_id',
+                    'select run_events.attempt_id from events as run_events where '
+                    ~ in_history_increment('run_events._drop_date')
+                ) }}
         )
 ),
 
