@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from s1mig import pipeline
+from s1mig import dbt, pipeline
 from s1mig.contract import REPORTS
 from s1mig.generate import generate
 from tests.support.cli import run_cli
@@ -63,7 +63,14 @@ def test_generated_month_matches_reference(warehouse, tmp_path):
     # default), and the reports below are still the reference's
     with psycopg.connect(warehouse) as conn:
         archived = [r[0] for r in conn.execute("select distinct drop_date from raw.archived_extracts order by 1")]
+        # and each left the states read by index alone with every page all-visible (the
+        # vacuum at the build's end, s1mig.dbt.INDEX_ONLY_STATES)
+        visible = conn.execute(
+            "select relname, relpages, relallvisible from pg_class where oid = any(%s::regclass[])",
+            ([f"{schema}.{table}" for schema, table in dbt.INDEX_ONLY_STATES],),
+        ).fetchall()
     assert archived == days[:-7]
+    assert visible and all(pages > 0 and all_visible == pages for _, pages, all_visible in visible), visible
 
     seen = dict.fromkeys((r.report_id for r in REPORTS), 0)
     for day in days:

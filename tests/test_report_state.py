@@ -126,6 +126,34 @@ def _assert_whole_build_holds_the_same(url: str, day: dt.date) -> None:
     assert _fingerprints(url, day) == moved
 
 
+RESPONSIBILITIES_INDEX = ["installation_id", "party_id", "fuel", "cohort", "group_id", "eligible_from"]
+
+
+def _index_keys(url: str, table: str) -> list[list[str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "select array(select a.attname::text from unnest(i.indkey) with ordinality as k (attnum, position) "
+            "join pg_attribute as a on a.attrelid = i.indrelid and a.attnum = k.attnum order by k.position) "
+            "from pg_index as i where i.indrelid = %s::regclass order by 1",
+            (f"intermediate.{table}",),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _assert_upgrade_creates_the_configured_index(url: str, day: dt.date) -> None:
+    table = "int_installation_responsibilities_eod"
+    assert _index_keys(url, table) == [RESPONSIBILITIES_INDEX]
+    with psycopg.connect(url, autocommit=True) as conn:  # the index of a build before it was configured
+        name = conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = %s::regclass", (f"intermediate.{table}",)
+        ).fetchone()[0]
+        conn.execute(f"drop index {name}")
+        conn.execute(f"create index old_responsibilities_key on intermediate.{table} (installation_id)")
+    _build(day)
+    assert _moved_from(url)[table] == day
+    assert _index_keys(url, table) == [["installation_id"], RESPONSIBILITIES_INDEX]
+
+
 def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_path):
     landing = tmp_path / "landing"
     generate(landing, START, 4, 300, seed=1, progress=False)
@@ -153,6 +181,11 @@ def test_report_states_moved_by_the_changes_equal_a_whole_build(warehouse, tmp_p
     _assert_whole_build_holds_the_same(warehouse, days[2])
     _assert_gate_expectation(warehouse, days[2], f"moved from {days[0]}")
     before = _fingerprints(warehouse, days[2])
+
+    # a state built before its configured index existed (an upgrade) gets it on its next
+    # moved build, and holds the same rows
+    _assert_upgrade_creates_the_configured_index(warehouse, days[2])
+    assert _fingerprints(warehouse, days[2]) == before
 
     # a correction of day 2 after day 3 was built: an installation of the base gains a
     # version with another supplier on day 2; the states are built whole for day 3

@@ -128,12 +128,19 @@
 {#- Whether a unique index of this model has exactly `columns` as its key, in order, on
     every row (no expression, no predicate). -#}
 {% macro has_unique_index(columns) -%}
+    {{ return(has_index(columns, unique=true)) }}
+{%- endmacro %}
+
+{#- Whether an index of this model (a unique one, when `unique`) has exactly `columns` as
+    its key, in order, on every row (no expression, no predicate). -#}
+{% macro has_index(columns, unique=false) -%}
     {%- if not execute -%}
         {{ return(false) }}
     {%- endif -%}
     {%- set found = run_query(
         "select count(*) from pg_index as i where i.indrelid = '\"" ~ this.schema ~ "\".\"" ~ this.identifier
-        ~ "\"'::regclass and i.indisunique and i.indpred is null and i.indexprs is null"
+        ~ "\"'::regclass" ~ (" and i.indisunique" if unique else "")
+        ~ " and i.indpred is null and i.indexprs is null"
         ~ " and i.indnkeyatts = " ~ columns | length
         ~ " and (select array_agg(a.attname::text order by k.position) from unnest(i.indkey)"
         ~ " with ordinality as k (attnum, position) join pg_attribute as a"
@@ -141,6 +148,21 @@
         ~ " = array['" ~ columns | join("', '") ~ "']"
     ).columns[0].values()[0] -%}
     {{ return(found > 0) }}
+{%- endmacro %}
+
+{#- A table kept from run to run keeps the indexes it was built with: an index added to the
+    model's config since (an upgrade) is created once, in the model's transaction, so an
+    existing warehouse does not wait for a whole build to get it. -#}
+{% macro create_missing_indexes(relation) -%}
+    {%- for index in config.get('indexes', default=[]) -%}
+        {%- if not has_index(index['columns'], unique=index.get('unique', false)) -%}
+            {%- do log(
+                this.identifier ~ ': creating its configured index on (' ~ index['columns'] | join(', ')
+                ~ '), once (a table built before it was configured)', info=true
+            ) -%}
+            {%- do run_in_transaction('create_missing_index', get_create_index_sql(relation, index)) -%}
+        {%- endif -%}
+    {%- endfor -%}
 {%- endmacro %}
 
 {#- Fresh planner statistics before the next model reads the table, when it is new or

@@ -53,6 +53,9 @@
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
     {%- set to_drop = [] -%}
+    {%- if moved -%}
+        {%- do create_missing_indexes(target_relation) -%}
+    {%- endif -%}
     {%- if moved and state_key -%}
         {%- do run_in_transaction('report_state_changes', report_state_changes(state_key)) -%}
         {%- do run_in_transaction('main', append_report_state(target_relation, sql)) -%}

@@ -20,7 +20,15 @@
 ) }}
 
 with responsibilities as (
-    select * from {{ ref('int_installation_responsibilities_eod') }}
+    {#- only the columns the counts need: the responsibilities' index holds them (an
+        index-only scan, no heap page per installation) -#}
+    select
+        installation_id,
+        party_id,
+        cohort,
+        group_id,
+        eligible_from
+    from {{ ref('int_installation_responsibilities_eod') }}
     where {{ among_state_changes('installation_id', ref('int_installation_status_eod')) }}
 ),
 
@@ -52,7 +60,13 @@ counted as (
             {{ progress_category('replaced_states') }} as category,
             -1 as installations
         from (
-            select * from {{ replaced_state(ref('int_installation_responsibilities_eod')) }}
+            select
+                installation_id,
+                party_id,
+                cohort,
+                group_id,
+                eligible_from
+            from {{ replaced_state(ref('int_installation_responsibilities_eod')) }}
             union all
             select * from responsibilities
             where not exists (

@@ -6,13 +6,17 @@
     A report state (macros/materializations/report_state.sql): a run recomputes only the
     installations with a version delivered between the date last built and D (their
     migration state does not change who is responsible for them); the other rows are as
-    at the end of D already. -#}
+    at the end of D already.
+    Its index holds, after the key, every column S1MIG-008 and int_cohort_progress_eod
+    read, so both read it alone (index-only scans) instead of a heap page for every row
+    (docs/performance.md); the build's end sets the visibility map those scans need
+    (s1mig.dbt.INDEX_ONLY_STATES). -#}
 {{ config(
     materialized='report_state',
     state_key='installation_id',
     state_changes=installation_version_changes(),
     grain=['installation_id', 'party_id'],
-    indexes=[{'columns': ['installation_id']}],
+    indexes=[{'columns': ['installation_id', 'party_id', 'fuel', 'cohort', 'group_id', 'eligible_from']}],
 ) }}
 
 with installations as (

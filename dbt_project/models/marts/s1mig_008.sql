@@ -3,7 +3,12 @@
     and no Success on or before D (installation-level: every attempt counts, whoever was
     responsible for it). The rules live in int_installation_status_eod. -#}
 with responsibilities as (
-    select * from {{ ref('int_installation_responsibilities_eod') }}
+    {#- the columns the responsibilities' index holds: read by index alone -#}
+    select
+        installation_id,
+        party_id,
+        fuel
+    from {{ ref('int_installation_responsibilities_eod') }}
 ),
 
 states as (
