@@ -18,16 +18,13 @@
     materialized='report_state',
     delta_of=['int_installation_responsibilities_eod', 'int_installation_status_eod'],
 ) }}
+{#- the responsibilities' columns the counts need: their index holds them (an index-only
+    scan, no heap page per installation) -#}
+{%- set counted_by = ['installation_id', 'party_id', 'cohort', 'group_id', 'eligible_from'] %}
 
 with responsibilities as (
-    {#- only the columns the counts need: the responsibilities' index holds them (an
-        index-only scan, no heap page per installation) -#}
     select
-        installation_id,
-        party_id,
-        cohort,
-        group_id,
-        eligible_from
+        {{ counted_by | join(',\n        ') }}
     from {{ ref('int_installation_responsibilities_eod') }}
     where {{ among_state_changes('installation_id', ref('int_installation_status_eod')) }}
 ),
@@ -61,11 +58,7 @@ counted as (
             -1 as installations
         from (
             select
-                installation_id,
-                party_id,
-                cohort,
-                group_id,
-                eligible_from
+                {{ counted_by | join(',\n                ') }}
             from {{ replaced_state(ref('int_installation_responsibilities_eod')) }}
             union all
             select * from responsibilities
