@@ -58,6 +58,46 @@ def test_the_longest_remaining_path_starts_first(tmp_path, monkeypatch):
     assert scores["model.p.z_chain"] == -(2.0 + 0.1 + 1.0 + 3.0)
 
 
+def _national_day() -> tuple[nx.DiGraph, dict[str, float]]:
+    # the start of a national day's build (day 7, docs/performance.md): the chain's first
+    # model waits for the events (10.5 s) and for the responsibilities, which wait for
+    # the attempts and the installations, and for the COF records
+    graph = nx.DiGraph()
+    for upstream, model in [
+        ("events", "completions"), ("responsibilities", "completions"), ("cofs", "completions"),
+        ("attempts", "responsibilities"), ("installations", "responsibilities"), ("completions", "states"),
+    ]:  # fmt: skip
+        graph.add_edge(f"model.p.{upstream}", f"model.p.{model}")
+    seconds = {"events": 10.5, "attempts": 4.1, "installations": 1.4, "responsibilities": 4.5, "cofs": 3.6}
+    weights = {f"model.p.{name}": t for name, t in {**seconds, "completions": 9.7, "states": 9.2}.items()}
+    return graph, weights
+
+
+def test_a_simulation_of_the_threads_reorders_what_the_longest_path_gets_wrong(tmp_path, monkeypatch):
+    graph, weights = _national_day()
+    path = dbt_schedule.remaining_path_scores(graph, weights)
+    by_path = sorted(graph.nodes, key=lambda node: (path[node], node))
+    # the longest path starts the events and the attempts; the other four models then run
+    # one after the other on the second thread, and the chain starts at 13.6 s
+    assert by_path[:2] == ["model.p.events", "model.p.attempts"]
+    assert dbt_schedule.simulated_makespan(graph, weights, by_path, 2) == pytest.approx(13.6 + 9.7 + 9.2)
+    # the installations first: the events end at 11.9 s, the other thread at 12.2 s
+    scores = dbt_schedule.scheduled_scores(graph, weights, 2)
+    order = sorted(graph.nodes, key=scores.__getitem__)
+    assert dbt_schedule.simulated_makespan(graph, weights, order, 2) == pytest.approx(12.2 + 9.7 + 9.2)
+    assert order[0] == "model.p.installations"
+    # one thread: any order of the same work ends at the same time, so nothing is swapped
+    assert dbt_schedule.scheduled_scores(graph, weights, 1) == {node: float(i) for i, node in enumerate(by_path)}
+
+    # dbt's own queue, given those times and two threads, starts the installations
+    times = tmp_path / "node_times.json"
+    times.write_text(json.dumps(weights))
+    monkeypatch.setenv(dbt_schedule.TIMES_ENV, str(times))
+    monkeypatch.setenv(dbt_schedule.THREADS_ENV, "2")
+    dbt_schedule.install()
+    assert _first_ready(graph.copy())[0] == "model.p.installations"
+
+
 class _Manifest:
     """What dbt's queue asks of the manifest when it hands a node out."""
 
