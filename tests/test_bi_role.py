@@ -4,13 +4,16 @@ disk), a statement timeout; the roles that build the warehouse keep what they ne
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import psycopg
 import pytest
 
 from s1mig import db, dbt, land, lease, pipeline, relations
-from tests.support.drops import D30, build_handmade_landing
+from tests.support.databases import built_warehouse
+from tests.support.drops import D30, D31, build_handmade_landing
 from tests.support.exports import assert_exports_match_reference
 
 pytestmark = pytest.mark.integration
@@ -116,3 +119,108 @@ def test_the_owner_that_builds_the_warehouse_keeps_what_it_needs(server_url, tmp
             admin.execute(f'drop database if exists "{name}" with (force)')
             admin.execute(f'drop owned by "{writer}"')
             admin.execute(f'drop role "{writer}"')
+
+
+def test_a_bi_session_reading_every_public_relation_never_holds_up_the_daily_run(server_url, tmp_path):
+    """A BI tool's open transaction that has read every mart and public model holds their
+    locks (and those of the tables under the public views) until it ends, for up to the
+    BI statement timeout. The next day's whole run (land, dbt build, gate, export, publish)
+    must not wait for it: nothing in a daily run may take a lock that conflicts with a
+    reader (dbt's own view and table materializations swap relations under an ACCESS
+    EXCLUSIVE lock). Any relation the run waits on for the BI session is named."""
+    with built_warehouse(server_url, tmp_path / "landing", "bi-lock-d30") as url:
+        login = f"bi_user_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'create role "{login}" login')
+            admin.execute(f'grant "{db.bi_role()}" to "{login}"')
+        parts = db.url_parts(url)
+        bi_url = db.url_from_parts(parts["host"], parts["port"], login, None, parts["dbname"])
+        outcome: dict[str, object] = {}
+
+        def daily_run() -> None:
+            try:
+                outcome["dir"] = pipeline.run_direct(tmp_path / "landing", D31, tmp_path / "out", run_id="bi-lock-d31")
+            except BaseException as exc:  # reported below, in the test's thread
+                outcome["error"] = exc
+
+        blocked: set[str] = set()
+        try:
+            with psycopg.connect(bi_url) as bi, psycopg.connect(url, autocommit=True) as watch:
+                bi.execute("set transaction read only")
+                for model in relations.RELATIONS:  # every mart and public model, rows read
+                    bi.execute(f"select * from {relations.relation(model)} limit 1").fetchall()
+                bi_pid = bi.info.backend_pid
+                run = threading.Thread(target=daily_run, daemon=True)
+                run.start()
+                deadline = time.monotonic() + 300
+                while run.is_alive() and time.monotonic() < deadline:
+                    blocked.update(
+                        r[0]
+                        for r in watch.execute(
+                            "select coalesce(l.relation::regclass::text, l.locktype) from pg_locks l "
+                            "where not l.granted and %s = any(pg_blocking_pids(l.pid))",
+                            (bi_pid,),
+                        )
+                    )
+                    if blocked:
+                        break  # the run waits for the BI session: end it below, let the run finish
+                    run.join(0.2)
+                bi.rollback()  # the BI transaction ends: a waiting run goes on
+                run.join(300)
+            assert not run.is_alive(), "the daily run did not end"
+            assert "error" not in outcome, outcome.get("error")
+            assert not blocked, f"the daily run waited for a BI reader on: {sorted(blocked)}"
+            assert_exports_match_reference(tmp_path / "landing", tmp_path / "out", D31)
+        finally:
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute(f'drop owned by "{login}"')
+                admin.execute(f'drop role "{login}"')
+
+
+def test_public_relations_kept_when_unchanged_and_replaced_when_not(server_url, tmp_path):
+    """public_view / public_table / the seeds' reset (macros/materializations/public_relations.sql):
+    a daily build keeps every public view and table whose structure did not change (the same
+    relation, no swap) and refreshes the table's rows and the seeds' in place; a view whose
+    query differs from the model's, or a table whose structure does, is replaced by the
+    model's, as dbt's own materializations replace them."""
+    with built_warehouse(server_url, tmp_path / "landing", "public-kept-d30") as url:
+
+        def oids(conn: psycopg.Connection) -> dict[str, int]:
+            names = [relations.relation(m) for m in relations.PUBLIC_MODELS] + ["reference.reason_codes"]
+            return {n: conn.execute("select %s::regclass::oid", (n,)).fetchone()[0] for n in names}
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            before = oids(conn)
+            events = conn.execute("select count(*) from public_models.migration_events").fetchone()[0]
+            parties = conn.execute("select count(*) from public_models.parties").fetchone()[0]
+            codes = conn.execute("select count(*) from reference.reason_codes").fetchone()[0]
+            assert events and parties and codes
+            # someone's edits: a view's query, a table's rows, another table's structure, a seed's rows
+            conn.execute(
+                "create or replace view public_models.migration_events as "
+                "select event_id, attempt_id, stage, step_no, outcome, reason_code, event_ts, _drop_date "
+                "from staging.stg_dcc__migration_events where false"
+            )
+            conn.execute("delete from public_models.parties")
+            conn.execute("delete from reference.reason_codes")
+            edited = oids(conn)
+        dbt.build(D30, url, echo=None)
+        with psycopg.connect(url, autocommit=True) as conn:
+            after = oids(conn)
+            assert conn.execute("select count(*) from public_models.migration_events").fetchone()[0] == events
+            assert conn.execute("select count(*) from public_models.parties").fetchone()[0] == parties
+            assert conn.execute("select count(*) from reference.reason_codes").fetchone()[0] == codes
+            # kept: every relation but the edited view (replaced, a new relation)
+            assert {n for n in before if after[n] != edited[n]} == {"public_models.migration_events"}
+            conn.execute("alter table public_models.parties add column note text")
+        dbt.build(D30, url, echo=None)
+        with psycopg.connect(url, autocommit=True) as conn:
+            columns = [
+                r[0]
+                for r in conn.execute(
+                    "select column_name from information_schema.columns "
+                    "where table_schema = 'public_models' and table_name = 'parties' order by ordinal_position"
+                )
+            ]
+            assert "note" not in columns and conn.execute("select count(*) from public_models.parties").fetchone()[0]
+            assert oids(conn)["public_models.parties"] != after["public_models.parties"]
