@@ -34,6 +34,9 @@
     {%- set backup_relation = none -%}
     {%- if kept -%}
         {%- do adapter.drop_relation(candidate) -%}
+        {%- call noop_statement('main', 'KEPT VIEW', 'KEPT') -%}
+            {{ get_create_view_as_sql(candidate, sql) }}
+        {%- endcall -%}
     {%- else -%}
         {%- set backup_relation = swap_public_relation(existing_relation, candidate, target_relation) -%}
     {%- endif -%}
@@ -61,7 +64,11 @@
             delete from {{ target_relation }};
             insert into {{ target_relation }} select * from {{ candidate }}
         {%- endcall -%}
+        {%- set moved = load_result('move_rows')['response'].rows_affected -%}
         {%- do adapter.drop_relation(candidate) -%}
+        {%- call noop_statement('main', 'IN PLACE ' ~ moved, 'IN PLACE', moved) -%}
+            {{ get_create_table_as_sql(False, candidate, sql) }}
+        {%- endcall -%}
     {%- else -%}
         {%- set backup_relation = swap_public_relation(existing_relation, candidate, target_relation) -%}
     {%- endif -%}
