@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,10 +86,16 @@ def test_a_bi_user_reads_the_marts_over_tcp_and_nothing_else(listening):
     password = _add_user(name)
     assert password not in (home / db.LISTEN_FILE).read_text()
     with _tcp(port, name, password) as bi:
-        address, user, timeout = bi.execute(
-            "select host(inet_server_addr()), current_user, current_setting('statement_timeout')"
+        address, user, timeout, idle = bi.execute(
+            "select host(inet_server_addr()), current_user, current_setting('statement_timeout'), "
+            "current_setting('idle_in_transaction_session_timeout')"
         ).fetchone()
-        assert (address, user, timeout) == ("127.0.0.1", name, db.BI_STATEMENT_TIMEOUT_DEFAULT)  # TCP, not the socket
+        assert (address, user, timeout, idle) == (  # TCP, not the socket
+            "127.0.0.1",
+            name,
+            db.BI_STATEMENT_TIMEOUT_DEFAULT,
+            db.BI_IDLE_TIMEOUT_DEFAULT,
+        )
         marts = [
             r[0]
             for r in bi.execute(
@@ -117,7 +124,24 @@ def test_a_bi_user_reads_the_marts_over_tcp_and_nothing_else(listening):
             _tcp(port, "postgres", superuser_password)
 
     listed = run_cli("bi-user", "list", check=True).stdout
-    assert re.search(rf"^{name}: at most 5 sessions, statement_timeout=5min", listed, re.MULTILINE), listed
+    assert re.search(
+        rf"^{name}: at most 5 sessions, statement_timeout=5min, idle_in_transaction_session_timeout=10min,",
+        listed,
+        re.MULTILINE,
+    ), listed
+
+    # a BI tool that leaves a transaction open and idle (holding its locks) is ended after --idle-timeout
+    idler = f"bi_{uuid.uuid4().hex[:8]}"
+    proc = run_cli("bi-user", "add", idler, "--idle-timeout", "1s", check=True)
+    assert "idle_in_transaction_session_timeout 1s" in proc.stdout, proc.stdout
+    idler_password = re.findall(r"^s1mig: password \(shown this once[^)]*\): (\S+)$", proc.stdout, re.MULTILINE)[0]
+    with _tcp(port, idler, idler_password) as idle:
+        idle.autocommit = False
+        idle.execute("select count(*) from marts.s1mig_001").fetchone()
+        time.sleep(2.5)
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            idle.execute("select 1").fetchone()
+    run_cli("bi-user", "remove", idler, check=True)
 
     kept = _tcp(port, name, password)  # a session open when the user is removed is ended
     try:

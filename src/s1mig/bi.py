@@ -85,13 +85,21 @@ def _denied(what: str, exc: psycopg.Error, conn: psycopg.Connection) -> S1migErr
 
 
 def add(
-    conn: psycopg.Connection, name: str, connection_limit: int = DEFAULT_CONNECTION_LIMIT, statement_timeout: str = ""
+    conn: psycopg.Connection,
+    name: str,
+    connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+    statement_timeout: str = "",
+    idle_timeout: str = "",
 ) -> str:
-    """Create the BI user `name` (LOGIN, in the BI role, at most `connection_limit` sessions,
-    statement_timeout in the warehouse database: S1MIG_BI_STATEMENT_TIMEOUT unless given) with
-    a generated password, which is returned (to be printed once)."""
+    """Create the BI user `name` (LOGIN, in the BI role, at most `connection_limit` sessions;
+    in the warehouse database statement_timeout S1MIG_BI_STATEMENT_TIMEOUT and
+    idle_in_transaction_session_timeout S1MIG_BI_IDLE_TIMEOUT unless given) with a generated
+    password, which is returned (to be printed once)."""
     check_name(name)
-    timeout = statement_timeout or db.bi_statement_timeout()
+    settings = {
+        "statement_timeout": statement_timeout or db.bi_statement_timeout(),
+        "idle_in_transaction_session_timeout": idle_timeout or db.bi_idle_timeout(),
+    }
     db.ensure_bi_role(conn)
     if _role_exists(conn, name):
         if _is_bi_user(conn, name):
@@ -110,11 +118,12 @@ def add(
                 )
             )
             conn.execute(sql.SQL("comment on role {} is {}").format(ident, sql.Literal(COMMENT)))
-            conn.execute(
-                sql.SQL("alter role {} in database {} set statement_timeout = {}").format(
-                    ident, sql.Identifier(conn.info.dbname), sql.Literal(timeout)
+            for setting, value in settings.items():
+                conn.execute(
+                    sql.SQL("alter role {} in database {} set {} = {}").format(
+                        ident, sql.Identifier(conn.info.dbname), sql.Identifier(setting), sql.Literal(value)
+                    )
                 )
-            )
     except psycopg.errors.InsufficientPrivilege as exc:
         raise _denied(f"create the BI user {name}", exc, conn) from None
     return password

@@ -121,15 +121,17 @@ def cmd_bi_user(args: argparse.Namespace) -> int:
         return _err("s1mig bi-user list takes no name")
     if args.statement_timeout:
         os.environ["S1MIG_BI_STATEMENT_TIMEOUT"] = args.statement_timeout  # checked like the setting
+    if args.idle_timeout:
+        os.environ["S1MIG_BI_IDLE_TIMEOUT"] = args.idle_timeout
     url = db.warehouse_url()
     with db.connect(url, autocommit=True) as conn:
         if args.action == "add":
-            password = bi.add(conn, args.name, args.connection_limit, db.bi_statement_timeout())
+            password = bi.add(conn, args.name, args.connection_limit, db.bi_statement_timeout(), db.bi_idle_timeout())
             schemas = " and ".join(relations.SCHEMAS)
             print(
                 f"s1mig: BI user {args.name} created in {db.bi_role()}: reads schemas {schemas} "
                 f"of database {conn.info.dbname}, at most {args.connection_limit} sessions, statement_timeout "
-                f"{db.bi_statement_timeout()}"
+                f"{db.bi_statement_timeout()}, idle_in_transaction_session_timeout {db.bi_idle_timeout()}"
             )
             print(f"s1mig: password (shown this once, kept by nobody but PostgreSQL as a SCRAM verifier): {password}")
             print(_connect_hint(url, args.name))
@@ -203,5 +205,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DURATION",
         help="with add: the longest statement the user may run in the warehouse database, such as 300s, 5min, 1h, "
         f"0 for none (default S1MIG_BI_STATEMENT_TIMEOUT, else {db.BI_STATEMENT_TIMEOUT_DEFAULT})",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        metavar="DURATION",
+        help="with add: how long the user's session may sit idle inside a transaction before it is ended "
+        "(its locks and snapshot released), such as 60s, 10min, 0 for none "
+        f"(default S1MIG_BI_IDLE_TIMEOUT, else {db.BI_IDLE_TIMEOUT_DEFAULT})",
     )
     p.set_defaults(func=cmd_bi_user)

@@ -724,21 +724,32 @@ def ensure_database_settings(conn: psycopg.Connection) -> None:
 
 BI_ROLE_DEFAULT = "s1mig_bi_reader"
 BI_STATEMENT_TIMEOUT_DEFAULT = "5min"
+BI_IDLE_TIMEOUT_DEFAULT = "10min"
 
 
 def bi_role() -> str:
     return os.environ.get("S1MIG_BI_ROLE", BI_ROLE_DEFAULT)
 
 
+def _bi_duration(env: str, default: str) -> str:
+    text = os.environ.get(env, "").strip() or default
+    if not re.fullmatch(r"\d{1,9}\s*(ms|s|min|h|d)?", text):
+        raise ConfigInvalid(f"{env} must be a duration such as 300s, 5min or 1h, not {text[:40]!r}")
+    return text
+
+
 def bi_statement_timeout() -> str:
     """S1MIG_BI_STATEMENT_TIMEOUT (default 5min; 0 = none): the statement_timeout set on the
     BI role in the warehouse database (a PostgreSQL duration: 300s, 5min, 1h)."""
-    text = os.environ.get("S1MIG_BI_STATEMENT_TIMEOUT", "").strip() or BI_STATEMENT_TIMEOUT_DEFAULT
-    if not re.fullmatch(r"\d{1,9}\s*(ms|s|min|h|d)?", text):
-        raise ConfigInvalid(
-            f"S1MIG_BI_STATEMENT_TIMEOUT must be a duration such as 300s, 5min or 1h, not {text[:40]!r}"
-        )
-    return text
+    return _bi_duration("S1MIG_BI_STATEMENT_TIMEOUT", BI_STATEMENT_TIMEOUT_DEFAULT)
+
+
+def bi_idle_timeout() -> str:
+    """S1MIG_BI_IDLE_TIMEOUT (default 10min; 0 = none): the idle_in_transaction_session_timeout
+    set on each BI user in the warehouse database. A BI tool that opens a transaction and
+    leaves it idle holds its locks (a release that changes a public model waits for them)
+    and, under REPEATABLE READ, its snapshot (vacuum keeps every dead row since)."""
+    return _bi_duration("S1MIG_BI_IDLE_TIMEOUT", BI_IDLE_TIMEOUT_DEFAULT)
 
 
 def ensure_bi_role(conn: psycopg.Connection) -> None:
