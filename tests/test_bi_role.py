@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -19,18 +21,29 @@ from tests.support.exports import assert_exports_match_reference
 pytestmark = pytest.mark.integration
 
 
+@contextmanager
+def bi_login(url: str) -> Iterator[str]:
+    """A login in the BI role on the warehouse at `url` (as `s1mig bi-user add` makes, without
+    its settings); the login's URL; dropped at the end."""
+    login = f"bi_user_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'create role "{login}" login')
+        admin.execute(f'grant "{db.bi_role()}" to "{login}"')
+    parts = db.url_parts(url)
+    try:
+        yield db.url_from_parts(parts["host"], parts["port"], login, None, parts["dbname"])
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'drop owned by "{login}"')
+            admin.execute(f'drop role "{login}"')
+
+
 def test_bi_role_reads_marts_and_nothing_else(warehouse, tmp_path):
     landing = build_handmade_landing(tmp_path / "landing")
     land.land(landing / D30.isoformat(), D30)
     dbt.build(D30, echo=None)
 
-    login = f"bi_user_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(warehouse, autocommit=True) as admin:
-        admin.execute(f'create role "{login}" login')
-        admin.execute(f'grant "{db.bi_role()}" to "{login}"')
-    parts = db.url_parts(warehouse)
-    bi_url = db.url_from_parts(parts["host"], parts["port"], login, None, parts["dbname"])
-    try:
+    with bi_login(warehouse) as bi_url:
         with psycopg.connect(bi_url, autocommit=True) as bi:
             marts = [
                 r[0]
@@ -78,10 +91,6 @@ def test_bi_role_reads_marts_and_nothing_else(warehouse, tmp_path):
                 (db.bi_role(),),
             ).fetchone()
         assert settings is not None and f"statement_timeout={db.BI_STATEMENT_TIMEOUT_DEFAULT}" in settings[0]
-    finally:
-        with psycopg.connect(warehouse, autocommit=True) as admin:
-            admin.execute(f'drop owned by "{login}"')
-            admin.execute(f'drop role "{login}"')
 
 
 def test_the_owner_that_builds_the_warehouse_keeps_what_it_needs(server_url, tmp_path, monkeypatch):
@@ -128,13 +137,7 @@ def test_a_bi_session_reading_every_public_relation_never_holds_up_the_daily_run
     must not wait for it: nothing in a daily run may take a lock that conflicts with a
     reader (dbt's own view and table materializations swap relations under an ACCESS
     EXCLUSIVE lock). Any relation the run waits on for the BI session is named."""
-    with built_warehouse(server_url, tmp_path / "landing", "bi-lock-d30") as url:
-        login = f"bi_user_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'create role "{login}" login')
-            admin.execute(f'grant "{db.bi_role()}" to "{login}"')
-        parts = db.url_parts(url)
-        bi_url = db.url_from_parts(parts["host"], parts["port"], login, None, parts["dbname"])
+    with built_warehouse(server_url, tmp_path / "landing", "bi-lock-d30") as url, bi_login(url) as bi_url:
         outcome: dict[str, object] = {}
 
         def daily_run() -> None:
@@ -144,37 +147,32 @@ def test_a_bi_session_reading_every_public_relation_never_holds_up_the_daily_run
                 outcome["error"] = exc
 
         blocked: set[str] = set()
-        try:
-            with psycopg.connect(bi_url) as bi, psycopg.connect(url, autocommit=True) as watch:
-                bi.execute("set transaction read only")
-                for model in relations.RELATIONS:  # every mart and public model, rows read
-                    bi.execute(f"select * from {relations.relation(model)} limit 1").fetchall()
-                bi_pid = bi.info.backend_pid
-                run = threading.Thread(target=daily_run, daemon=True)
-                run.start()
-                deadline = time.monotonic() + 300
-                while run.is_alive() and time.monotonic() < deadline:
-                    blocked.update(
-                        r[0]
-                        for r in watch.execute(
-                            "select coalesce(l.relation::regclass::text, l.locktype) from pg_locks l "
-                            "where not l.granted and %s = any(pg_blocking_pids(l.pid))",
-                            (bi_pid,),
-                        )
+        with psycopg.connect(bi_url) as bi, psycopg.connect(url, autocommit=True) as watch:
+            bi.execute("set transaction read only")
+            for model in relations.RELATIONS:  # every mart and public model, rows read
+                bi.execute(f"select * from {relations.relation(model)} limit 1").fetchall()
+            bi_pid = bi.info.backend_pid
+            run = threading.Thread(target=daily_run, daemon=True)
+            run.start()
+            deadline = time.monotonic() + 300
+            while run.is_alive() and time.monotonic() < deadline:
+                blocked.update(
+                    r[0]
+                    for r in watch.execute(
+                        "select coalesce(l.relation::regclass::text, l.locktype) from pg_locks l "
+                        "where not l.granted and %s = any(pg_blocking_pids(l.pid))",
+                        (bi_pid,),
                     )
-                    if blocked:
-                        break  # the run waits for the BI session: end it below, let the run finish
-                    run.join(0.2)
-                bi.rollback()  # the BI transaction ends: a waiting run goes on
-                run.join(300)
+                )
+                if blocked:
+                    break  # the run waits for the BI session: end it below, let the run finish
+                run.join(0.2)
+            bi.rollback()  # the BI transaction ends: a waiting run goes on
+            run.join(300)
             assert not run.is_alive(), "the daily run did not end"
             assert "error" not in outcome, outcome.get("error")
             assert not blocked, f"the daily run waited for a BI reader on: {sorted(blocked)}"
             assert_exports_match_reference(tmp_path / "landing", tmp_path / "out", D31)
-        finally:
-            with psycopg.connect(url, autocommit=True) as admin:
-                admin.execute(f'drop owned by "{login}"')
-                admin.execute(f'drop role "{login}"')
 
 
 def test_public_relations_kept_when_unchanged_and_replaced_when_not(server_url, tmp_path):

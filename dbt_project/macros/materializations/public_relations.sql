@@ -19,61 +19,62 @@
     A `--full-refresh` swaps as dbt does. -#}
 
 {% materialization public_view, adapter='postgres' -%}
-    {%- set existing_relation = load_cached_relation(this) -%}
-    {%- set target_relation = this.incorporate(type='view') -%}
-    {%- set candidate = make_intermediate_relation(target_relation) -%}
-    {%- set grant_config = config.get('grants') -%}
-    {{ run_hooks(pre_hooks, inside_transaction=False) }}
-    {{ drop_relation_if_exists(load_cached_relation(candidate)) }}
-    {{ run_hooks(pre_hooks, inside_transaction=True) }}
-    {%- call statement('main') -%}
-        {{ get_create_view_as_sql(candidate, sql) }}
-    {%- endcall -%}
-    {%- set kept = existing_relation is not none and existing_relation.is_view and not should_full_refresh()
-        and same_public_structure(candidate, existing_relation, 'view') -%}
-    {%- set backup_relation = none -%}
-    {%- if kept -%}
-        {%- do adapter.drop_relation(candidate) -%}
+    {%- set built = build_public_candidate('view', sql, pre_hooks) -%}
+    {%- if built.kept -%}
+        {%- do adapter.drop_relation(built.candidate) -%}
         {%- call noop_statement('main', 'KEPT VIEW', 'KEPT') -%}
-            {{ get_create_view_as_sql(candidate, sql) }}
+            {{ built.create_sql }}
         {%- endcall -%}
-    {%- else -%}
-        {%- set backup_relation = swap_public_relation(existing_relation, candidate, target_relation) -%}
     {%- endif -%}
-    {{ return(finish_public_relation(target_relation, existing_relation, kept, grant_config, backup_relation)) }}
+    {{ return(finish_public_relation(built, post_hooks)) }}
 {%- endmaterialization %}
 
 {% materialization public_table, adapter='postgres' -%}
-    {%- set existing_relation = load_cached_relation(this) -%}
-    {%- set target_relation = this.incorporate(type='table') -%}
-    {%- set candidate = make_intermediate_relation(target_relation) -%}
-    {%- set grant_config = config.get('grants') -%}
-    {{ run_hooks(pre_hooks, inside_transaction=False) }}
-    {{ drop_relation_if_exists(load_cached_relation(candidate)) }}
-    {{ drop_relation_if_exists(load_cached_relation(make_backup_relation(target_relation, 'table'))) }}
-    {{ run_hooks(pre_hooks, inside_transaction=True) }}
-    {%- call statement('main') -%}
-        {{ get_create_table_as_sql(False, candidate, sql) }}
-    {%- endcall -%}
-    {%- do create_indexes(candidate) -%}
-    {%- set kept = existing_relation is not none and existing_relation.is_table and not should_full_refresh()
-        and same_public_structure(candidate, existing_relation, 'table') -%}
-    {%- set backup_relation = none -%}
-    {%- if kept -%}
+    {%- set built = build_public_candidate('table', sql, pre_hooks) -%}
+    {%- if built.kept -%}
         {%- call statement('move_rows') -%}
-            delete from {{ target_relation }};
-            insert into {{ target_relation }} select * from {{ candidate }}
+            delete from {{ built.target }};
+            insert into {{ built.target }} select * from {{ built.candidate }}
         {%- endcall -%}
         {%- set moved = load_result('move_rows')['response'].rows_affected -%}
-        {%- do adapter.drop_relation(candidate) -%}
+        {%- do adapter.drop_relation(built.candidate) -%}
         {%- call noop_statement('main', 'IN PLACE ' ~ moved, 'IN PLACE', moved) -%}
-            {{ get_create_table_as_sql(False, candidate, sql) }}
+            {{ built.create_sql }}
         {%- endcall -%}
-    {%- else -%}
-        {%- set backup_relation = swap_public_relation(existing_relation, candidate, target_relation) -%}
     {%- endif -%}
-    {{ return(finish_public_relation(target_relation, existing_relation, kept, grant_config, backup_relation)) }}
+    {{ return(finish_public_relation(built, post_hooks)) }}
 {%- endmaterialization %}
+
+{#- The start both share: leftovers of an interrupted build dropped, the pre-hooks, the
+    candidate made under dbt's intermediate name (as dbt's `view` / `table` make the
+    relation: contract, constraints, indexes) in the model's transaction, and whether the
+    relation in place has its structure (then it is kept). -#}
+{% macro build_public_candidate(kind, model_sql, pre_hooks) -%}
+    {%- set existing_relation = load_cached_relation(this) -%}
+    {%- set target_relation = this.incorporate(type=kind) -%}
+    {%- set candidate = make_intermediate_relation(target_relation) -%}
+    {%- do run_hooks(pre_hooks, inside_transaction=False) -%}
+    {%- do drop_relation_if_exists(load_cached_relation(candidate)) -%}
+    {%- do drop_relation_if_exists(load_cached_relation(make_backup_relation(target_relation, kind))) -%}
+    {%- do run_hooks(pre_hooks, inside_transaction=True) -%}
+    {%- if kind == 'view' -%}
+        {%- set create_sql = get_create_view_as_sql(candidate, model_sql) -%}
+    {%- else -%}
+        {%- set create_sql = get_create_table_as_sql(False, candidate, model_sql) -%}
+    {%- endif -%}
+    {%- call statement('main') -%}
+        {{ create_sql }}
+    {%- endcall -%}
+    {%- if kind == 'table' -%}
+        {%- do create_indexes(candidate) -%}
+    {%- endif -%}
+    {%- set kept = existing_relation is not none and existing_relation.type == kind and not should_full_refresh()
+        and same_public_structure(candidate, existing_relation, kind) -%}
+    {{ return({
+        'existing': existing_relation, 'target': target_relation, 'candidate': candidate,
+        'create_sql': create_sql, 'kept': kept,
+    }) }}
+{%- endmacro %}
 
 {#- Whether the candidate has the structure of the relation in place: a view's query
     (pg_get_viewdef names the same relations the same way for both), a table's columns
@@ -117,35 +118,32 @@
     {{ return(run_query(sql).columns[0].values()[0]) }}
 {%- endmacro %}
 
-{#- dbt's swap: the relation in place (if any) renamed to the backup name, the candidate
-    to the model's name; returns the backup, dropped after the commit. -#}
-{% macro swap_public_relation(existing_relation, candidate, target_relation) -%}
+{#- The end both share, as dbt's own materializations end: a changed relation swapped in
+    (the one in place renamed to the backup name, the candidate to the model's name), grants
+    (only what differs), docs, the post-hooks in and after the model's transaction, its
+    commit, the backup dropped. -#}
+{% macro finish_public_relation(built, post_hooks) -%}
     {%- set backup_relation = none -%}
-    {%- if existing_relation is not none -%}
-        {%- set backup_relation = make_backup_relation(target_relation, existing_relation.type) -%}
-        {{ drop_relation_if_exists(load_cached_relation(backup_relation)) }}
-        {%- do adapter.rename_relation(existing_relation, backup_relation) -%}
+    {%- if built.kept -%}
+        {%- do log(built.target ~ ": the same structure as in place, kept (no swap)") -%}
+    {%- else -%}
+        {%- if built.existing is not none -%}
+            {%- set backup_relation = make_backup_relation(built.target, built.existing.type) -%}
+            {%- do drop_relation_if_exists(load_cached_relation(backup_relation)) -%}
+            {%- do adapter.rename_relation(built.existing, backup_relation) -%}
+        {%- endif -%}
+        {%- do adapter.rename_relation(built.candidate, built.target) -%}
     {%- endif -%}
-    {%- do adapter.rename_relation(candidate, target_relation) -%}
-    {{ return(backup_relation) }}
-{%- endmacro %}
-
-{#- The end of both, as dbt's own materializations end: grants (only what differs), docs,
-    the post-hooks in and after the model's transaction, its commit, the backup dropped. -#}
-{% macro finish_public_relation(target_relation, existing_relation, kept, grant_config, backup_relation) -%}
-    {%- if kept -%}
-        {%- do log(target_relation ~ ": the same structure as in place, kept (no swap)") -%}
-    {%- endif -%}
-    {%- set revoke = should_revoke(existing_relation, full_refresh_mode=not kept) -%}
-    {%- do apply_grants(target_relation, grant_config, should_revoke=revoke) -%}
-    {%- do persist_docs(target_relation, model) -%}
+    {%- set revoke = should_revoke(built.existing, full_refresh_mode=not built.kept) -%}
+    {%- do apply_grants(built.target, config.get('grants'), should_revoke=revoke) -%}
+    {%- do persist_docs(built.target, model) -%}
     {%- do run_hooks(post_hooks, inside_transaction=True) -%}
     {%- do adapter.commit() -%}
     {%- if backup_relation is not none -%}
         {%- do adapter.drop_relation(backup_relation) -%}
     {%- endif -%}
     {%- do run_hooks(post_hooks, inside_transaction=False) -%}
-    {{ return({'relations': [target_relation]}) }}
+    {{ return({'relations': [built.target]}) }}
 {%- endmacro %}
 
 {#- Seeds: their rows deleted, not truncated, before they are loaded again (in the seed's
