@@ -55,25 +55,39 @@ class Day:
     measured: Measured
     sizes: dict[str, int]  # bytes by schema after the day
     attempts: int
+    relations: dict[str, int]  # bytes by relation after the day
 
     @property
     def total(self) -> int:
         return sum(self.sizes.values())
 
 
-def schema_sizes(server: Server) -> dict[str, int]:
-    """Bytes of every relation (tables with their indexes and TOAST) by schema, plus
-    everything else the database holds (catalogs, free space map) as `(other)`."""
+def relation_sizes(server: Server) -> dict[str, int]:
+    """Bytes of every table (with its indexes and TOAST) as schema.table."""
     rows = server.execute(
-        "select n.nspname, sum(pg_total_relation_size(c.oid))::bigint from pg_class c "
+        "select n.nspname || '.' || c.relname, pg_total_relation_size(c.oid) from pg_class c "
         "join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'm', 'p') "
-        "and n.nspname not in ('pg_catalog', 'information_schema') group by 1",
+        "and n.nspname not in ('pg_catalog', 'information_schema')",
         DB,
     )
-    sizes = {str(name): int(size) for name, size in rows}
+    return {str(name): int(size) for name, size in rows}
+
+
+def schema_sizes(relations: dict[str, int], server: Server) -> dict[str, int]:
+    """`relations` (relation_sizes) summed by schema, plus everything else the database
+    holds (catalogs, free space map) as `(other)`."""
+    sizes: dict[str, int] = {}
+    for name, size in relations.items():
+        schema = name.split(".", 1)[0]
+        sizes[schema] = sizes.get(schema, 0) + size
     whole = int(server.execute(f"select pg_database_size('{DB}')")[0][0])
     sizes["(other)"] = whole - sum(sizes.values())
     return sizes
+
+
+def _largest_growth(base: dict[str, int], last: Day, limit: int = 12) -> list[tuple[str, int]]:
+    grown = {name: last.relations.get(name, 0) - base.get(name, 0) for name in last.relations.keys() | base.keys()}
+    return sorted(grown.items(), key=lambda kv: -kv[1])[:limit]
 
 
 def _gb(n: float) -> str:
@@ -106,7 +120,8 @@ def run(root: Path, server: Server, report: Report, args: argparse.Namespace) ->
     progress(f"day 1: {first.seconds:.0f}s " + ", ".join(f"{k} {v:.0f}s" for k, v in first.steps().items()))
     run_measured("airflow db migrate", child_cmd("airflow-migrate"), env, home.logs("migrate.log")).check()
     server.execute("checkpoint")
-    base = schema_sizes(server)
+    base_relations = relation_sizes(server)
+    base = schema_sizes(base_relations, server)
     progress(f"after day 1: database {_gb(sum(base.values()))}")
 
     done: list[Day] = []
@@ -125,16 +140,20 @@ def run(root: Path, server: Server, report: Report, args: argparse.Namespace) ->
         if results.is_file():  # each day's dbt node times, for where day 31's time went
             shutil.copy(results, home.logs(f"run_results-{d}.json"))
         server.execute("checkpoint")
-        done.append(Day(day, m, schema_sizes(server), drop_rows(landing, day)["migration_attempts"]))
+        relations = relation_sizes(server)
+        attempts = drop_rows(landing, day)["migration_attempts"]
+        done.append(Day(day, m, schema_sizes(relations, server), attempts, relations))
         last = done[-1]
         progress(
             f"day {k}: {m.seconds:.1f}s, {last.attempts:,} attempts; database {_gb(last.total)} "
             f"(+{_gb(last.total - (done[-2].total if len(done) > 1 else sum(base.values())))})"
         )
-    _figures(report, last_day, base, done, home)
+    _figures(report, last_day, base, base_relations, done, home)
 
 
-def _figures(report: Report, days: int, base: dict[str, int], done: list[Day], home: Home) -> None:
+def _figures(
+    report: Report, days: int, base: dict[str, int], base_relations: dict[str, int], done: list[Day], home: Home
+) -> None:
     if not done:
         return
     seconds = [d.measured.seconds for d in done]
@@ -190,6 +209,8 @@ def _figures(report: Report, days: int, base: dict[str, int], done: list[Day], h
                 "growth by schema a day: "
                 + ", ".join(f"{s} {_gb(v / len(done))}" for s, v in sorted(by_schema.items(), key=lambda kv: -kv[1])),
                 f"after day {len(done) + 1}: " + json.dumps({s: round(v / 1e9, 2) for s, v in last.sizes.items()}),
+                "growth by relation a day, the largest 12 (tables remade each run count their last size): "
+                + ", ".join(f"{n} {v / len(done) / 1e6:.1f} MB" for n, v in _largest_growth(base_relations, last)),
             ],
         )
     )
