@@ -132,8 +132,8 @@ def test_the_owner_that_builds_the_warehouse_keeps_what_it_needs(server_url, tmp
 
 def test_a_bi_session_reading_every_public_relation_never_holds_up_the_daily_run(server_url, tmp_path):
     """A BI tool's open transaction that has read every mart and public model holds their
-    locks (and those of the tables under the public views) until it ends, for up to the
-    BI statement timeout. The next day's whole run (land, dbt build, gate, export, publish)
+    locks (and those of the tables under the public views) until it ends (a BI login's
+    idle timeout ends one left idle). The next day's whole run (land, dbt build, gate, export, publish)
     must not wait for it: nothing in a daily run may take a lock that conflicts with a
     reader (dbt's own view and table materializations swap relations under an ACCESS
     EXCLUSIVE lock). Any relation the run waits on for the BI session is named."""
@@ -199,6 +199,7 @@ def test_public_relations_kept_when_unchanged_and_replaced_when_not(server_url, 
                 "select event_id, attempt_id, stage, step_no, outcome, reason_code, event_ts, _drop_date "
                 "from staging.stg_dcc__migration_events where false"
             )
+            conn.execute("alter view public_models.cof_files set (security_barrier = true)")
             conn.execute("delete from public_models.parties")
             conn.execute("delete from reference.reason_codes")
             edited = oids(conn)
@@ -208,8 +209,9 @@ def test_public_relations_kept_when_unchanged_and_replaced_when_not(server_url, 
             assert conn.execute("select count(*) from public_models.migration_events").fetchone()[0] == events
             assert conn.execute("select count(*) from public_models.parties").fetchone()[0] == parties
             assert conn.execute("select count(*) from reference.reason_codes").fetchone()[0] == codes
-            # kept: every relation but the edited view (replaced, a new relation)
-            assert {n for n in before if after[n] != edited[n]} == {"public_models.migration_events"}
+            # kept: every relation but the edited views (replaced, new relations)
+            replaced = {n for n in before if after[n] != edited[n]}
+            assert replaced == {"public_models.migration_events", "public_models.cof_files"}
             conn.execute("alter table public_models.parties add column note text")
         dbt.build(D30, url, echo=None)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -222,3 +224,5 @@ def test_public_relations_kept_when_unchanged_and_replaced_when_not(server_url, 
             ]
             assert "note" not in columns and conn.execute("select count(*) from public_models.parties").fetchone()[0]
             assert oids(conn)["public_models.parties"] != after["public_models.parties"]
+            leftovers = conn.execute("select relname from pg_class where relname ~ '__dbt_(tmp|backup)$'").fetchall()
+            assert leftovers == []

@@ -2,21 +2,27 @@
     every daily run without a lock that conflicts with a reader. dbt's own view and table
     materializations rename the old relation away and its seeds truncate: each takes an
     ACCESS EXCLUSIVE lock, which waits for every open BI transaction that read the
-    relation (up to the BI statement timeout) while every later reader queues behind it
+    relation (a running query until the BI statement timeout, a transaction left open and
+    idle until the BI idle timeout) while every later reader queues behind it
     (tests/test_bi_role.py; docs/decisions.md "BI readers never hold up the daily run").
 
     - `public_view`: the view is made under dbt's intermediate name and compared with the
-      one in place (`pg_get_viewdef`: the same query over the same relations). The same:
-      the candidate is dropped and the view in place is kept. Changed (a new release of
-      the model, or a relation that was not a view): dbt's swap, as its `view`.
+      one in place (`pg_get_viewdef`: the same query over the same relations; and the
+      same owner and options). The same: the candidate is dropped and the view in place
+      is kept. Changed (a new release of the model, a view edited by hand, a relation
+      that was not a view): dbt's swap, as its `view`. A model whose compiled SQL changed
+      every run (a report-date literal, run_started_at) would be swapped every run: the
+      public models' SQL has none.
     - `public_table` (a small table rebuilt whole): the candidate table is made as dbt's
-      `table` makes it (contract, constraints, indexes). The same structure (columns,
-      types, NOT NULL, constraints, indexes): the rows move in place, a DELETE and an
-      INSERT in the model's transaction, so a reader sees the old rows or the new ones.
-      Changed: dbt's swap, as its `table`.
+      `table` makes it (contract, constraints, indexes). The same structure (below): the
+      rows move in place, a DELETE and an INSERT in the model's transaction, so a reader
+      sees the old rows or the new ones. Changed: dbt's swap, as its `table`.
     - Seeds (`postgres__reset_csv_table` below): DELETE instead of TRUNCATE before the
       rows are loaded again, in the seed's transaction.
-    A `--full-refresh` swaps as dbt does. -#}
+    A `--full-refresh` swaps as dbt does. Everything from the candidate to the commit is
+    the node's one transaction (dbt-postgres opens it with the node's first statement), so
+    a pre-hook outside the transaction (it would commit first) is refused. Kept relations
+    get dbt's grant comparison, as the marts do: a grant made by hand is revoked. -#}
 
 {% materialization public_view, adapter='postgres' -%}
     {%- set built = build_public_candidate('view', sql, pre_hooks) -%}
@@ -50,10 +56,14 @@
     relation: contract, constraints, indexes) in the model's transaction, and whether the
     relation in place has its structure (then it is kept). -#}
 {% macro build_public_candidate(kind, model_sql, pre_hooks) -%}
+    {%- if pre_hooks | selectattr('transaction', 'equalto', False) | list -%}
+        {{ exceptions.raise_compiler_error(
+            this.identifier ~ ": a public_" ~ kind ~ " runs its pre-hooks in the model's transaction only"
+        ) }}
+    {%- endif -%}
     {%- set existing_relation = load_cached_relation(this) -%}
     {%- set target_relation = this.incorporate(type=kind) -%}
     {%- set candidate = make_intermediate_relation(target_relation) -%}
-    {%- do run_hooks(pre_hooks, inside_transaction=False) -%}
     {%- do drop_relation_if_exists(load_cached_relation(candidate)) -%}
     {%- do drop_relation_if_exists(load_cached_relation(make_backup_relation(target_relation, kind))) -%}
     {%- do run_hooks(pre_hooks, inside_transaction=True) -%}
@@ -69,53 +79,67 @@
         {%- do create_indexes(candidate) -%}
     {%- endif -%}
     {%- set kept = existing_relation is not none and existing_relation.type == kind and not should_full_refresh()
-        and same_public_structure(candidate, existing_relation, kind) -%}
+        and same_public_structure(candidate, existing_relation) -%}
     {{ return({
         'existing': existing_relation, 'target': target_relation, 'candidate': candidate,
         'create_sql': create_sql, 'kept': kept,
     }) }}
 {%- endmacro %}
 
-{#- Whether the candidate has the structure of the relation in place: a view's query
-    (pg_get_viewdef names the same relations the same way for both), a table's columns
-    (name, type, NOT NULL), constraints and indexes (their definitions without their
-    names). -#}
-{% macro same_public_structure(candidate, existing, kind) -%}
-    {%- if kind == 'view' -%}
-        {%- set sql -%}
-            select pg_get_viewdef('{{ candidate }}'::regclass) = pg_get_viewdef('{{ existing }}'::regclass)
-        {%- endset -%}
-    {%- else -%}
-        {%- set sql -%}
-            with shape as (
-                select
-                    relations.which,
-                    array(
-                        select attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text
-                        from pg_attribute
-                        where attrelid = relations.oid and attnum > 0 and not attisdropped
-                        order by attnum
-                    ) as columns_,
-                    array(
-                        select contype::text || ' ' || pg_get_constraintdef(oid)
-                        from pg_constraint
-                        where conrelid = relations.oid and contype <> 'n'
-                        order by 1
-                    ) as constraints_,
-                    array(
-                        select indisunique::text || ' ' || regexp_replace(pg_get_indexdef(indexrelid), '^.* USING ', '')
-                        from pg_index
-                        where indrelid = relations.oid
-                        order by 1
-                    ) as indexes_
-                from (
-                    values ('candidate', '{{ candidate }}'::regclass), ('existing', '{{ existing }}'::regclass)
-                ) as relations (which, oid)
-            )
-            select count(distinct (columns_, constraints_, indexes_)) = 1 from shape
-        {%- endset -%}
-    {%- endif -%}
-    {{ return(run_query(sql).columns[0].values()[0]) }}
+{#- Whether the candidate has the structure of the relation in place: its owner,
+    persistence, options and row security; a view's query (pg_get_viewdef names the same
+    relations the same way for both); the columns (name, type, NOT NULL, collation,
+    default), constraints and indexes (their definitions without their names); no trigger,
+    policy or rule of its own. -#}
+{% macro same_public_structure(candidate, existing) -%}
+    {%- set query -%}
+        with shape as (
+            select
+                relations.which,
+                (
+                    c.relowner, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
+                    coalesce(c.reloptions, '{}')
+                )::text as relation_,
+                case when c.relkind = 'v' then pg_get_viewdef(c.oid) end as query_,
+                array(
+                    select
+                        concat_ws(
+                            ' ', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attcollation,
+                            a.atthasdef
+                        )
+                    from pg_attribute as a
+                    where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                    order by a.attnum
+                ) as columns_,
+                array(
+                    select con.contype::text || ' ' || pg_get_constraintdef(con.oid)
+                    from pg_constraint as con
+                    where con.conrelid = c.oid and con.contype <> 'n'
+                    order by 1
+                ) as constraints_,
+                array(
+                    select
+                        i.indisunique::text || ' '
+                        || regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ USING ', '')
+                    from pg_index as i
+                    where i.indrelid = c.oid
+                    order by 1
+                ) as indexes_,
+                (select count(*) from pg_trigger as t where t.tgrelid = c.oid and not t.tgisinternal)
+                + (select count(*) from pg_policy as p where p.polrelid = c.oid)
+                + (select count(*) from pg_rewrite as r where r.ev_class = c.oid and r.rulename <> '_RETURN')
+                    as own_objects
+            from (
+                values ('candidate', '{{ candidate }}'::regclass), ('existing', '{{ existing }}'::regclass)
+            ) as relations (which, oid)
+            inner join pg_class as c on relations.oid = c.oid
+        )
+        select
+            count(distinct (relation_, query_, columns_, constraints_, indexes_)) = 1
+            and max(own_objects) = 0
+        from shape
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
 
 {#- The end both share, as dbt's own materializations end: a changed relation swapped in
