@@ -91,6 +91,12 @@ def test_bi_role_reads_marts_and_nothing_else(warehouse, tmp_path):
                 (db.bi_role(),),
             ).fetchone()
         assert settings is not None and f"statement_timeout={db.BI_STATEMENT_TIMEOUT_DEFAULT}" in settings[0]
+        # a login made by hand keeps its own settings: none given here (s1mig's BI users get the idle timeout)
+        with psycopg.connect(warehouse) as admin:
+            assert not admin.execute(
+                "select 1 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole where r.rolname = %s",
+                (db.url_parts(bi_url)["user"],),
+            ).fetchone()
 
 
 def test_the_owner_that_builds_the_warehouse_keeps_what_it_needs(server_url, tmp_path, monkeypatch):

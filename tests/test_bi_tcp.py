@@ -130,10 +130,17 @@ def test_a_bi_user_reads_the_marts_over_tcp_and_nothing_else(listening):
         re.MULTILINE,
     ), listed
 
+    # a BI user added before the idle timeout existed (none set) gets it with the next setup of
+    # the BI role (every dbt run, every `bi-user add`)
+    with psycopg.connect(db.warehouse_url(), autocommit=True) as admin:
+        admin.execute(f'alter role "{name}" in database {db.WAREHOUSE_DB} reset idle_in_transaction_session_timeout')
+
     # a BI tool that leaves a transaction open and idle (holding its locks) is ended after --idle-timeout
     idler = f"bi_{uuid.uuid4().hex[:8]}"
     proc = run_cli("bi-user", "add", idler, "--idle-timeout", "1s", check=True)
     assert "idle_in_transaction_session_timeout 1s" in proc.stdout, proc.stdout
+    listed = run_cli("bi-user", "list", check=True).stdout
+    assert re.search(rf"^{name}: .*idle_in_transaction_session_timeout=10min", listed, re.MULTILINE), listed
     idler_password = re.findall(r"^s1mig: password \(shown this once[^)]*\): (\S+)$", proc.stdout, re.MULTILINE)[0]
     with _tcp(port, idler, idler_password) as idle:
         idle.autocommit = False

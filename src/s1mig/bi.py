@@ -6,6 +6,7 @@ SCRAM-SHA-256 verifier computed here: the clear password never reaches the serve
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from psycopg import sql
 from s1mig import db
 from s1mig.errors import S1migError
 
+log = logging.getLogger(__name__)
 NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 COMMENT = "s1mig BI user"
 DEFAULT_CONNECTION_LIMIT = 5
@@ -66,6 +68,46 @@ def list_users(conn: psycopg.Connection) -> list[BiUser]:
     ]
 
 
+IDLE_SETTING = "idle_in_transaction_session_timeout"
+
+
+def give_idle_timeout(conn: psycopg.Connection) -> list[str]:
+    """The BI users `add` made before it set an idle timeout (none in this database) get
+    S1MIG_BI_IDLE_TIMEOUT now; a user with one of its own (0 too) and logins made by hand
+    are left alone. Where this connection may not, one warning says what to run. Returns
+    the users changed."""
+    missing = [
+        u.name
+        for u in list_users(conn)
+        if u.comment == COMMENT and not any(s.startswith(IDLE_SETTING + "=") for s in u.settings)
+    ]
+    if not missing:
+        return []
+    timeout = db.bi_idle_timeout()
+    try:
+        with conn.transaction():
+            for name in missing:
+                conn.execute(
+                    sql.SQL("alter role {} in database {} set {} = {}").format(
+                        sql.Identifier(name),
+                        sql.Identifier(conn.info.dbname),
+                        sql.Identifier(IDLE_SETTING),
+                        sql.Literal(timeout),
+                    )
+                )
+    except psycopg.errors.InsufficientPrivilege:
+        log.warning(
+            "BI users %s have no idle timeout and this connection may not set one: as a superuser run "
+            "`alter role NAME in database %s set %s = '%s'` for each",
+            ", ".join(missing),
+            conn.info.dbname,
+            IDLE_SETTING,
+            timeout,
+        )
+        return []
+    return missing
+
+
 def _role_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone() is not None
 
@@ -98,7 +140,7 @@ def add(
     check_name(name)
     settings = {
         "statement_timeout": statement_timeout or db.bi_statement_timeout(),
-        "idle_in_transaction_session_timeout": idle_timeout or db.bi_idle_timeout(),
+        IDLE_SETTING: idle_timeout or db.bi_idle_timeout(),
     }
     db.ensure_bi_role(conn)
     if _role_exists(conn, name):

@@ -121,17 +121,18 @@ def cmd_bi_user(args: argparse.Namespace) -> int:
         return _err("s1mig bi-user list takes no name")
     if args.statement_timeout:
         os.environ["S1MIG_BI_STATEMENT_TIMEOUT"] = args.statement_timeout  # checked like the setting
-    if args.idle_timeout:
-        os.environ["S1MIG_BI_IDLE_TIMEOUT"] = args.idle_timeout
+    # with add: this user's idle timeout only (S1MIG_BI_IDLE_TIMEOUT stays what older BI users are given)
+    idle_timeout = args.idle_timeout and db.bi_duration(args.idle_timeout, "--idle-timeout")
     url = db.warehouse_url()
     with db.connect(url, autocommit=True) as conn:
         if args.action == "add":
-            password = bi.add(conn, args.name, args.connection_limit, db.bi_statement_timeout(), db.bi_idle_timeout())
+            idle_timeout = idle_timeout or db.bi_idle_timeout()
+            password = bi.add(conn, args.name, args.connection_limit, db.bi_statement_timeout(), idle_timeout)
             schemas = " and ".join(relations.SCHEMAS)
             print(
                 f"s1mig: BI user {args.name} created in {db.bi_role()}: reads schemas {schemas} "
                 f"of database {conn.info.dbname}, at most {args.connection_limit} sessions, statement_timeout "
-                f"{db.bi_statement_timeout()}, idle_in_transaction_session_timeout {db.bi_idle_timeout()}"
+                f"{db.bi_statement_timeout()}, idle_in_transaction_session_timeout {idle_timeout}"
             )
             print(f"s1mig: password (shown this once, kept by nobody but PostgreSQL as a SCRAM verifier): {password}")
             print(_connect_hint(url, args.name))

@@ -731,11 +731,16 @@ def bi_role() -> str:
     return os.environ.get("S1MIG_BI_ROLE", BI_ROLE_DEFAULT)
 
 
-def _bi_duration(env: str, default: str) -> str:
-    text = os.environ.get(env, "").strip() or default
+def bi_duration(text: str, what: str) -> str:
+    """`text` if it is a PostgreSQL duration (300s, 5min, 1h; 0 = none), else ConfigInvalid
+    naming `what` (the setting or option it came from)."""
     if not re.fullmatch(r"\d{1,9}\s*(ms|s|min|h|d)?", text):
-        raise ConfigInvalid(f"{env} must be a duration such as 300s, 5min or 1h, not {text[:40]!r}")
+        raise ConfigInvalid(f"{what} must be a duration such as 300s, 5min or 1h, not {text[:40]!r}")
     return text
+
+
+def _bi_duration(env: str, default: str) -> str:
+    return bi_duration(os.environ.get(env, "").strip() or default, env)
 
 
 def bi_statement_timeout() -> str:
@@ -827,3 +832,6 @@ def ensure_bi_role(conn: psycopg.Connection) -> None:
                     dbname,
                     timeout,
                 )
+    from s1mig import bi  # bi uses this module
+
+    bi.give_idle_timeout(conn)
