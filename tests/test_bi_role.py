@@ -61,6 +61,7 @@ def test_bi_role_reads_marts_and_nothing_else(warehouse, tmp_path):
                 "select * from staging.stg_dcc__parties",
                 "select * from intermediate.int_attempt_completions",
                 "select * from raw.drop_ledger",
+                "select * from audit.releases",  # read through public_models.release_status only
             ):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     bi.execute(forbidden)

@@ -128,3 +128,36 @@ def test_model_accepted_values_equal_contract() -> None:
             _same(name, where, tuple(values), source)
             checked += 1
     assert checked >= 6, f"found only {checked} accepted_values tests of cohort/failed_stage/exclusion_category"
+
+
+def test_audit_tables_dbt_creates_equal_the_ones_python_creates() -> None:
+    """dbt creates audit.gate_results and audit.releases on run start (public_models.release_status
+    reads them before the first gate); the gate and the release create them too. One definition."""
+    import re
+
+    from s1mig import gate, release
+
+    def statements(text: str) -> list[str]:
+        return [" ".join(s.split()) for s in text.split(";") if s.strip()]
+
+    macros = (DBT / "macros" / "report_date.sql").read_text(encoding="utf-8")
+    found = re.search(r"macro create_release_log\(\) -%}(.*?){%- endmacro", macros, re.S)
+    assert found, "macros/report_date.sql: create_release_log() not found"
+    python = statements(gate.AUDIT_DDL) + statements(release.RELEASES_DDL)
+    assert statements(found.group(1)) == list(dict.fromkeys(python)), (
+        "macros/report_date.sql create_release_log() differs from s1mig.gate.AUDIT_DDL + s1mig.release.RELEASES_DDL"
+    )
+
+
+def test_report_marts_macro_equals_contract() -> None:
+    import re
+
+    macros = (DBT / "macros" / "report_date.sql").read_text(encoding="utf-8")
+    found = re.search(r"macro report_marts\(\) -%}\s*{{ return\(\[(.*?)\]\) }}", macros, re.S)
+    assert found, "macros/report_date.sql: report_marts() not found"
+    _same(
+        "REPORTS",
+        "macros/report_date.sql report_marts()",
+        re.findall(r"'([^']+)'", found.group(1)),
+        [report.model for report in contract.REPORTS],
+    )

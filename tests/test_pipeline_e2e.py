@@ -150,6 +150,13 @@ def test_handmade_drops_end_to_end(warehouse, tmp_path, monkeypatch):
         ).fetchall()
     run_id = json.loads((out / D31.isoformat() / "evidence.json").read_text())["run_id"]
     assert sorted(last) == [(run_id, D30, "auto-released"), (run_id, D31, "auto-released")]
+    # and BI sees both dates' marts as released by that run, from builds up to date
+    with psycopg.connect(warehouse) as conn:
+        status = conn.execute(
+            "select report_date, state, released, up_to_date, gate_run_id, release_run_id, release_revision "
+            "from public_models.release_status order by report_date"
+        ).fetchall()
+    assert status == [(day, "released", True, True, run_id, run_id, 2) for day in (D30, D31)]
 
     # the corrupt third drop is rejected whole with the file and the problem named (the
     # direct path: test_lease runs this drop through `s1mig run`, its one line on stderr)

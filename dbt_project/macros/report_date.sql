@@ -78,6 +78,49 @@
     );
 {%- endmacro %}
 
+{#- The gate's results and the releases (audit.gate_results, audit.releases), created on
+    run start so that public_models.release_status can read them before the first gate and
+    release. Python creates them too (s1mig.gate.AUDIT_DDL, s1mig.release.RELEASES_DDL):
+    tests/test_contract_sources.py fails when the two differ. -#}
+{% macro create_release_log() -%}
+    create schema if not exists audit;
+    create table if not exists audit.gate_results (
+        run_id text not null,
+        report_date date not null,
+        rule_id text not null,
+        rule_name text not null,
+        severity text not null,
+        status text not null,
+        failing_count bigint not null,
+        sample_keys text[] not null,
+        checked_at timestamptz not null default now(),
+        primary key (run_id, report_date, rule_id)
+    );
+    create table if not exists audit.releases (
+        release_id bigint generated always as identity primary key,
+        run_id text not null,
+        report_date date not null,
+        outcome text not null check (outcome in ('released', 'auto-released', 'rejected')),
+        decided_by text,
+        decided_by_id text,
+        decided_at timestamptz,
+        why text,
+        revision integer,
+        out_folder text,
+        evidence jsonb,
+        recorded_at timestamptz not null default now()
+    );
+{%- endmacro %}
+
+{#- The ten report marts (models/marts/), as src/s1mig/contract.py REPORTS names them
+    (tests/test_contract_sources.py compares the two). -#}
+{% macro report_marts() -%}
+    {{ return([
+        's1mig_001', 's1mig_002', 's1mig_003', 's1mig_004', 's1mig_005',
+        's1mig_006', 's1mig_007', 's1mig_008', 's1mig_009', 's1mig_010',
+    ]) }}
+{%- endmacro %}
+
 {#- Post-hook of every mart, in its transaction: record the build of D. -#}
 {% macro record_mart_build() -%}
     insert into audit.mart_builds (model_name, report_date, built_at, landed_through)
@@ -85,8 +128,14 @@
         '{{ this.identifier }}',
         {{ report_date() }},
         clock_timestamp(),
-        (
-            select max(landed_at) from raw.drop_ledger
-            where drop_date <= {{ report_date() }} and superseded_at is null
-        )
+        {{ landed_through(report_date()) }}
+{%- endmacro %}
+
+{#- When the latest current delivery of any drop up to the date `day` landed: a build of
+    day saw every drop up to it as delivered now when it recorded this (rule R0). -#}
+{% macro landed_through(day) -%}
+    (
+        select max(landed_at) from raw.drop_ledger
+        where drop_date <= {{ day }} and superseded_at is null
+    )
 {%- endmacro %}

@@ -36,6 +36,7 @@ PUBLIC_MODELS: dict[str, tuple[str, str]] = {
         "attempt_completion_versions",  # R4, R8, W2
         "rejected_records",  # L1
         "failure_reason_codes",  # R2
+        "release_status",  # BI: which dates' marts were reconciled and released (read by no rule)
     )
 }
 RELATIONS: dict[str, tuple[str, str]] = {**MARTS, **PUBLIC_MODELS}
