@@ -4,8 +4,8 @@ On one copy of the hand-made D30 warehouse (real dbt, real GX, the real release 
 publish code), a date walks through every state the view can show, each reached the way
 the daily run reaches it: gated (passed), rejected by a person, gated again by another
 run, released, rebuilt, a drop up to it delivered again (blocked by rule R0, not up to
-date). test_bi_role checks that BI users read it (and not the audit log it reads). The whole runs of the DAG are checked by
-test_pipeline_e2e (auto-released dates)."""
+date). test_bi_role checks that BI users read it (and not the audit log it reads);
+test_pipeline_e2e checks whole DAG runs (auto-released dates, a restatement)."""
 
 from __future__ import annotations
 
