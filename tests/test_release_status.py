@@ -9,12 +9,16 @@ test_pipeline_e2e checks whole DAG runs (auto-released dates, a restatement)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from hypothesis import example, given, seed, settings
+from hypothesis import strategies as st
 
 from s1mig import dbt, export, release
+from s1mig.contract import REPORTS
 from s1mig.errors import GateBlocked
 from s1mig.pipeline import gate_step
 from tests.support.databases import built_warehouse
@@ -112,3 +116,186 @@ def test_a_dates_state_follows_its_builds_gates_and_releases(built, tmp_path):
         "gate_passed": False,
         **none,
     }
+
+
+# ----------------------------------------------------------------- the rule on random histories
+
+D1, D2 = D30 - dt.timedelta(days=1), D30
+MARTS = tuple(report.model for report in REPORTS)
+RUNS = ("run_a", "run_b", "run_a", "run_b", "run_c")  # weighted: two runs meet more often
+DAYS = (D2, D2, D2, D1)  # most steps on one date, so that builds, gates and decisions meet
+T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+OPS = st.one_of(
+    st.tuples(st.just("build"), st.sampled_from(DAYS), st.sampled_from((None, "s1mig_004", "s1mig_008"))),
+    st.tuples(st.just("deliver"), st.sampled_from(DAYS)),
+    st.tuples(st.just("gate"), st.sampled_from(RUNS), st.sampled_from(DAYS), st.booleans()),
+    st.tuples(
+        st.just("decide"),
+        st.sampled_from(RUNS),
+        st.sampled_from(DAYS),
+        st.sampled_from(("released", "auto-released", "rejected")),
+    ),
+)
+
+
+def _expected(ops: list[tuple]) -> dict:
+    """The rule as docs/decisions.md states it, by replaying the history in Python: the
+    marts of D hold their latest build; a gate of D counts when the whole of it came after
+    that build; a decision counts when recorded after that build by a run whose counted
+    gate passed, a release over a rejection, the latest first."""
+    landed: dict[dt.date, dt.datetime] = {}
+    builds: dict[dt.date, dict[str, tuple[dt.datetime, dt.datetime | None]]] = {}
+    gates: dict[tuple[str, dt.date], tuple[dt.datetime, bool]] = {}
+    decisions: list[tuple[str, dt.date, str, dt.datetime, int]] = []
+    for step, op in enumerate(ops):
+        t = T0 + dt.timedelta(seconds=step)
+        if op[0] == "build":
+            through = max((at for day, at in landed.items() if day <= op[1]), default=None)
+            for mart in MARTS if op[2] is None else (op[2],):
+                builds.setdefault(op[1], {})[mart] = (t, through)
+        elif op[0] == "deliver":
+            landed[op[1]] = t
+        elif op[0] == "gate":
+            gates[(op[1], op[2])] = (t, op[3])
+        elif gates.get((op[1], op[2]), (None, False))[1]:  # only a run whose gate passed exports
+            decisions.append((op[1], op[2], op[3], t, step))
+    expected = {}
+    for day, marts in builds.items():
+        built_at = max(t for t, _ in marts.values())
+        through = max((at for d, at in landed.items() if d <= day), default=None)
+        counted = {run: g for (run, d), g in gates.items() if d == day and g[0] > built_at}
+        latest = max(counted.items(), key=lambda kv: kv[1][0], default=None)  # every step has its own time
+        on_it = [x for x in decisions if x[1] == day and x[3] > built_at and counted.get(x[0], (0, False))[1]]
+        shown = max(on_it, key=lambda x: (x[2] != "rejected", x[3], x[4]), default=None)
+        released = shown is not None and shown[2] != "rejected"
+        if released:
+            state = "released"
+        elif latest is None:
+            state = "built"
+        elif not latest[1][1]:
+            state = "blocked"
+        elif shown is not None and shown[0] == latest[0]:
+            state = "rejected"
+        else:
+            state = "passed"
+        expected[day] = (
+            state,
+            released,
+            len(marts) == len(MARTS) and all(t == through for _, t in marts.values()),
+            len(marts),
+            latest[0] if latest else None,
+            latest[1][1] if latest else None,
+            shown[0] if shown else None,
+            shown[2] if shown else None,
+        )
+    return expected
+
+
+@seed(20201025)
+@settings(max_examples=200, database=None, deadline=None)
+@given(ops=st.lists(OPS, max_size=20))
+# a rejection of another run's export of the same rows: the later run's export awaits
+@example(
+    ops=[
+        ("build", D2, None),
+        ("gate", "run_b", D2, True),
+        ("decide", "run_b", D2, "rejected"),
+        ("gate", "run_a", D2, True),
+    ]
+)
+# two runs side by side: run_a's export waits while run_b rebuilds; approving run_a's is not a release
+@example(
+    ops=[
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+        ("build", D2, None),
+        ("gate", "run_b", D2, True),
+        ("decide", "run_a", D2, "released"),
+    ]
+)
+# the same run gates the released rows again and blocks (a redelivery): shown blocked, not released
+@example(
+    ops=[
+        ("deliver", D1),
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+        ("decide", "run_a", D2, "released"),
+        ("deliver", D1),
+        ("gate", "run_a", D2, False),
+    ]
+)
+# the same run id again (`s1mig run` of a date twice): its decision on the earlier build is not on this one
+@example(
+    ops=[
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+        ("decide", "run_a", D2, "released"),
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+    ]
+)
+# a release, then another run's rejection of the same rows: released stands; one mart rebuilt ends it
+@example(
+    ops=[
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+        ("decide", "run_a", D2, "auto-released"),
+        ("gate", "run_b", D2, True),
+        ("decide", "run_b", D2, "rejected"),
+        ("build", D2, "s1mig_008"),
+    ]
+)
+def test_release_status_follows_the_rule_on_random_histories(built, ops):
+    """Builds (all marts or one), deliveries, gates (passing or blocking) and decisions of
+    three runs on two dates, in any order, written to the audit log and the ledger as the
+    run writes them: after every step the view equals the rule replayed in Python. Rolled
+    back after each history."""
+    with psycopg.connect(built) as conn, conn.transaction(force_rollback=True):
+        for table in ("audit.mart_builds", "audit.gate_results", "audit.releases", "raw.drop_ledger"):
+            conn.execute(f"delete from {table}")
+        for step, op in enumerate(ops):
+            t = T0 + dt.timedelta(seconds=step)
+            if op[0] == "build":
+                for mart in MARTS if op[2] is None else (op[2],):
+                    conn.execute(
+                        "insert into audit.mart_builds (model_name, report_date, built_at, landed_through) "
+                        "select %s, %s, %s, (select max(landed_at) from raw.drop_ledger "
+                        "where drop_date <= %s and superseded_at is null)",
+                        (mart, op[1], t, op[1]),
+                    )
+            elif op[0] == "deliver":
+                conn.execute(
+                    "update raw.drop_ledger set superseded_at = %s where drop_date = %s and superseded_at is null",
+                    (t, op[1]),
+                )
+                conn.execute(
+                    "insert into raw.drop_ledger (drop_date, delivery_sha256, manifest, rows_landed, landed_at) "
+                    "values (%s, %s, '{}', '{}', %s)",
+                    (op[1], f"sha{step}", t),
+                )
+            elif op[0] == "gate":
+                conn.execute("delete from audit.gate_results where run_id = %s and report_date = %s", op[1:3])
+                for rule, status in (("R0", "pass"), ("R5", "pass" if op[3] else "fail"), ("W1", "warn")):
+                    conn.execute(
+                        "insert into audit.gate_results (run_id, report_date, rule_id, rule_name, severity, "
+                        "status, failing_count, sample_keys, checked_at) values (%s, %s, %s, '', '', %s, 0, '{}', %s)",
+                        (op[1], op[2], rule, status, t),
+                    )
+            elif conn.execute(
+                "select bool_and(status <> 'fail') from audit.gate_results where run_id = %s and report_date = %s",
+                op[1:3],
+            ).fetchone()[0]:
+                conn.execute(
+                    "insert into audit.releases (run_id, report_date, outcome, decided_by, revision, recorded_at) "
+                    "values (%s, %s, %s, 'x', 1, %s)",
+                    (op[1], op[2], op[3], t),
+                )
+            found = {
+                r[0]: tuple(r[1:])
+                for r in conn.execute(
+                    "select report_date, state, released, up_to_date, marts_built, gate_run_id, gate_passed, "
+                    "release_run_id, release_outcome from public_models.release_status"
+                )
+            }
+            assert found == _expected(ops[: step + 1]), ops[: step + 1]  # after every step
