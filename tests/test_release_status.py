@@ -225,7 +225,7 @@ def _expected(ops: list[tuple]) -> dict:
         ("gate", "run_a", D2, False),
     ]
 )
-# the same run id again (`s1mig run` of a date twice): its decision on the earlier build is not on this one
+# the same run id again (a DAG run cleared and run again): its decision on the earlier build is not on this one
 @example(
     ops=[
         ("build", D2, None),
