@@ -21,7 +21,8 @@ from s1mig import dbt, export, release
 from s1mig.contract import REPORTS
 from s1mig.errors import GateBlocked
 from s1mig.pipeline import gate_step
-from tests.support.databases import built_warehouse
+from tests.support.cli import run_cli
+from tests.support.databases import built_warehouse, fresh_database
 from tests.support.drops import D30
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,9 @@ def test_a_dates_state_follows_its_builds_gates_and_releases(built, tmp_path):
         **released,
         "release_revision": 1,
     }
+    listed = run_cli("dates", check=True).stdout.splitlines()
+    assert len(listed) == 1 and listed[0].startswith(f"{D30}  released  built ") and "NOT" not in listed[0]
+    assert listed[0].endswith("gate manual__again  released by alice (revision 1)")
     # a later rejection of another export of the same rows: what the parties have stands
     gate_step(D30, "manual__third", url)
     _decide(url, out, "manual__third", release.REJECT, {"id": "8", "name": "bob"})
@@ -116,6 +120,23 @@ def test_a_dates_state_follows_its_builds_gates_and_releases(built, tmp_path):
         "gate_passed": False,
         **none,
     }
+    listed = run_cli("dates", "--from", D30.isoformat(), "--to", D30.isoformat(), check=True).stdout.splitlines()
+    assert len(listed) == 1 and listed[0].startswith(f"{D30}  blocked   built ")
+    assert "NOT up to date (a drop up to it was delivered again since: run it again)  gate manual__fourth" in listed[0]
+    assert run_cli("dates", "--from", (D30 + dt.timedelta(days=1)).isoformat(), check=True).stdout == (
+        "s1mig: no report date built in that range\n"
+    )
+
+
+def test_dates_on_a_warehouse_never_built(server_url, monkeypatch):
+    with fresh_database(server_url) as url:
+        monkeypatch.setenv("S1MIG_DATABASE_URL", url)
+        proc = run_cli("dates")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "s1mig: error: no report date was built here yet (public_models.release_status does not exist): "
+        "run a date first"
+    ]
 
 
 # ----------------------------------------------------------------- the rule on random histories

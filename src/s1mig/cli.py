@@ -213,6 +213,19 @@ def cmd_breaks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dates(args: argparse.Namespace) -> int:
+    """The report dates built, and whether each one's marts are what its parties were sent."""
+    from s1mig import db, release
+
+    with db.connect(db.warehouse_url()) as conn:
+        lines = release.date_states(conn, args.since, args.until)
+    if not lines:
+        print("s1mig: no report date built in that range")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def _landing_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--landing", type=Path, metavar="DIR", required=True, help="folder holding <YYYY-MM-DD>/ drops (required)"
@@ -360,6 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="list acknowledged and withdrawn breaks too (default: off, open ones only)"
     )
     p.set_defaults(func=cmd_breaks)
+
+    p = sub.add_parser(
+        "dates",
+        help="the report dates built: released, passed (awaiting release), rejected, blocked or built",
+        description="s1mig dates lists each report date whose marts were built, with its state: released "
+        "(the marts hold what its parties were sent), passed (gate passed, not released yet), rejected, "
+        "blocked (its latest gate blocked) or built (not gated since its latest build); and whether it is up "
+        "to date with every drop delivered (public_models.release_status, which BI users read too).",
+    )
+    p.add_argument("--from", dest="since", type=_date, metavar="D", help="first date listed (default: the first built)")
+    p.add_argument("--to", dest="until", type=_date, metavar="D", help="last date listed (default: the last built)")
+    p.set_defaults(func=cmd_dates)
 
     p = sub.add_parser(
         "dbt",

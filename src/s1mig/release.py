@@ -31,6 +31,7 @@ from typing import Any
 
 import psycopg
 
+from s1mig.contract import REPORTS
 from s1mig.errors import S1migError
 
 log = logging.getLogger(__name__)
@@ -326,3 +327,34 @@ def approval_request(root: Path, report_date: dt.date, run_id: str) -> tuple[str
     if not days:
         lines.append(f"- nothing pending in `{root}`")
     return subject, "\n".join(lines)
+
+
+STATUS_VIEW = "public_models.release_status"  # dbt_project/models/public/release_status.sql
+
+
+def date_states(conn: psycopg.Connection, since: dt.date | None = None, until: dt.date | None = None) -> list[str]:
+    """One line per report date built (in order, between `since` and `until` when given):
+    whether its marts hold what its parties were sent, from public_models.release_status
+    (docs/decisions.md, "Which report dates are released, for BI")."""
+    if conn.execute("select to_regclass(%s) is null", (STATUS_VIEW,)).fetchone() == (True,):
+        raise S1migError(f"no report date was built here yet ({STATUS_VIEW} does not exist): run a date first")
+    rows = conn.execute(
+        "select report_date, state, up_to_date, marts_built, built_at, gate_run_id, release_outcome, decided_by, "
+        f"release_revision from {STATUS_VIEW} where report_date >= coalesce(%s, report_date) "
+        "and report_date <= coalesce(%s, report_date) order by report_date",
+        (since, until),
+    ).fetchall()
+    return [_state_line(*row) for row in rows]
+
+
+def _state_line(day, state, up_to_date, marts_built, built_at, gate_run, outcome, by, revision) -> str:
+    parts = [f"{day}  {state:<8}", f"built {built_at.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"]
+    if marts_built < len(REPORTS):
+        parts.append(f"{marts_built} of {len(REPORTS)} marts")
+    if not up_to_date:
+        parts.append("NOT up to date (a drop up to it was delivered again since: run it again)")
+    if gate_run is not None:
+        parts.append(f"gate {gate_run}")
+    if outcome is not None:
+        parts.append(f"{outcome}{' by ' + by if by else ''}{f' (revision {revision})' if revision else ''}")
+    return "  ".join(parts)
