@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from s1mig import pipeline
+from s1mig import dbt, pipeline
 from s1mig.errors import DropRejected
 from tests.support.cli import REPO, run_cli
 from tests.support.databases import built_warehouse
@@ -170,6 +170,21 @@ def test_handmade_drops_end_to_end(warehouse, tmp_path, monkeypatch):
     with psycopg.connect(warehouse) as conn:
         assert conn.execute("select count(*) from raw.exclusions").fetchone()[0] == raw_before
         assert conn.execute("select count(*) from raw.drop_ledger where drop_date = %s", (D01,)).fetchone()[0] == 0
+
+    # a --full-refresh that reaches the marts (the upgrade notes' `--select model+`) keeps every
+    # report date's rows: the marts ignore it and replace D's rows only
+    def mart_rows() -> list[tuple]:
+        with psycopg.connect(warehouse) as conn:
+            return conn.execute(
+                "select report_date, count(*) from marts.s1mig_006 group by report_date order by report_date"
+            ).fetchall()
+
+    before_refresh = mart_rows()
+    assert D30 in dict(before_refresh)  # rows of a date other than the one refreshed
+    dbt.run_dbt(
+        ["build", "--full-refresh", "--select", "s1mig_006"], echo=None, extra_env={dbt.REPORT_DATE_ENV: str(D31)}
+    )
+    assert mart_rows() == before_refresh
 
 
 def test_gate_blocks_export_when_rule_1_breaks(server_url, tmp_path):

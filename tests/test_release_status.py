@@ -134,8 +134,8 @@ def test_dates_on_a_warehouse_never_built(server_url, monkeypatch):
         proc = run_cli("dates")
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        "s1mig: error: no report date was built here yet (public_models.release_status does not exist): "
-        "run a date first"
+        "s1mig: error: public_models.release_status does not exist yet: the next build of a date makes it "
+        "(no date was built here, or the warehouse was built before it existed)"
     ]
 
 
@@ -147,28 +147,35 @@ RUNS = ("run_a", "run_b", "run_a", "run_b", "run_c")  # weighted: two runs meet 
 DAYS = (D2, D2, D2, D1)  # most steps on one date, so that builds, gates and decisions meet
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
+FOLDERS = ("/srv/parties", "/srv/parties", "/tmp/check")  # weighted: the parties' folder, a check copy
+
 OPS = st.one_of(
     st.tuples(st.just("build"), st.sampled_from(DAYS), st.sampled_from((None, "s1mig_004", "s1mig_008"))),
     st.tuples(st.just("deliver"), st.sampled_from(DAYS)),
     st.tuples(st.just("gate"), st.sampled_from(RUNS), st.sampled_from(DAYS), st.booleans()),
+    # the export's rule R9 alone (its rows replace only R9's: a gate task that recorded nothing, marked done)
+    st.tuples(st.just("r9"), st.sampled_from(RUNS), st.sampled_from(DAYS), st.booleans()),
     st.tuples(
         st.just("decide"),
         st.sampled_from(RUNS),
         st.sampled_from(DAYS),
         st.sampled_from(("released", "auto-released", "rejected")),
+        st.sampled_from(FOLDERS),
     ),
 )
 
 
 def _expected(ops: list[tuple]) -> dict:
     """The rule as docs/decisions.md states it, by replaying the history in Python: the
-    marts of D hold their latest build; a gate of D counts when the whole of it came after
-    that build; a decision counts when recorded after that build by a run whose counted
-    gate passed, a release over a rejection, the latest first."""
+    marts of D hold their latest build; a run's gate of D counts when its own rules (not the
+    export's R9 alone) and all its rows came after that build; a decision counts when
+    recorded after that build by a run whose counted gate passed, a release over a
+    rejection, the latest first; D is released when such a release exists and every folder
+    that was sent D last got it from such a release."""
     landed: dict[dt.date, dt.datetime] = {}
     builds: dict[dt.date, dict[str, tuple[dt.datetime, dt.datetime | None]]] = {}
-    gates: dict[tuple[str, dt.date], tuple[dt.datetime, bool]] = {}
-    decisions: list[tuple[str, dt.date, str, dt.datetime, int]] = []
+    gates: dict[tuple[str, dt.date], dict[str, tuple[dt.datetime, bool]]] = {}
+    decisions: list[tuple[str, dt.date, str, dt.datetime, int, str]] = []
     for step, op in enumerate(ops):
         t = T0 + dt.timedelta(seconds=step)
         if op[0] == "build":
@@ -178,25 +185,36 @@ def _expected(ops: list[tuple]) -> dict:
         elif op[0] == "deliver":
             landed[op[1]] = t
         elif op[0] == "gate":
-            gates[(op[1], op[2])] = (t, op[3])
-        elif gates.get((op[1], op[2]), (None, False))[1]:  # only a run whose gate passed exports
-            decisions.append((op[1], op[2], op[3], t, step))
+            gates[(op[1], op[2])] = {"rules": (t, op[3])}  # the gate replaces every row of its run, R9's too
+        elif op[0] == "r9":
+            gates.setdefault((op[1], op[2]), {})["R9"] = (t, op[3])
+        elif all(ok for _, ok in gates.get((op[1], op[2]), {"none": (t, False)}).values()):
+            decisions.append((op[1], op[2], op[3], t, step, op[4]))  # publish: no recorded row failed
     expected = {}
     for day, marts in builds.items():
         built_at = max(t for t, _ in marts.values())
         through = max((at for d, at in landed.items() if d <= day), default=None)
-        counted = {run: g for (run, d), g in gates.items() if d == day and g[0] > built_at}
+        counted = {
+            run: (max(t for t, _ in rows.values()), all(ok for _, ok in rows.values()))
+            for (run, d), rows in gates.items()
+            if d == day and "rules" in rows and min(t for t, _ in rows.values()) > built_at
+        }
         latest = max(counted.items(), key=lambda kv: kv[1][0], default=None)  # every step has its own time
         on_it = [x for x in decisions if x[1] == day and x[3] > built_at and counted.get(x[0], (0, False))[1]]
         shown = max(on_it, key=lambda x: (x[2] != "rejected", x[3], x[4]), default=None)
-        released = shown is not None and shown[2] != "rejected"
+        sent = {}
+        for x in decisions:
+            if x[1] == day and x[2] != "rejected":
+                sent[x[5]] = x  # each folder's latest release, whatever the build
+        behind = [x for x in sent.values() if not (x[3] > built_at and counted.get(x[0], (0, False))[1])]
+        released = shown is not None and shown[2] != "rejected" and not behind
         if released:
             state = "released"
         elif latest is None:
             state = "built"
         elif not latest[1][1]:
             state = "blocked"
-        elif shown is not None and shown[0] == latest[0]:
+        elif shown is not None and shown[2] == "rejected" and shown[0] == latest[0]:
             state = "rejected"
         else:
             state = "passed"
@@ -221,7 +239,7 @@ def _expected(ops: list[tuple]) -> dict:
     ops=[
         ("build", D2, None),
         ("gate", "run_b", D2, True),
-        ("decide", "run_b", D2, "rejected"),
+        ("decide", "run_b", D2, "rejected", "/srv/parties"),
         ("gate", "run_a", D2, True),
     ]
 )
@@ -232,7 +250,7 @@ def _expected(ops: list[tuple]) -> dict:
         ("gate", "run_a", D2, True),
         ("build", D2, None),
         ("gate", "run_b", D2, True),
-        ("decide", "run_a", D2, "released"),
+        ("decide", "run_a", D2, "released", "/srv/parties"),
     ]
 )
 # the same run gates the released rows again and blocks (a redelivery): shown blocked, not released
@@ -241,17 +259,44 @@ def _expected(ops: list[tuple]) -> dict:
         ("deliver", D1),
         ("build", D2, None),
         ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "released"),
+        ("decide", "run_a", D2, "released", "/srv/parties"),
         ("deliver", D1),
         ("gate", "run_a", D2, False),
     ]
 )
+# a later build exported to a check folder: the parties' folder still holds the earlier build
+@example(
+    ops=[
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+        ("decide", "run_a", D2, "released", "/srv/parties"),
+        ("build", D2, None),
+        ("gate", "run_b", D2, True),
+        ("decide", "run_b", D2, "auto-released", "/tmp/check"),
+        ("gate", "run_c", D2, True),
+        ("decide", "run_c", D2, "released", "/srv/parties"),
+    ]
+)
+# the parties' folder got run_a's release of the earlier build; run_a (cleared, same id) gates the new one
+@example(
+    ops=[
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+        ("decide", "run_a", D2, "released", "/srv/parties"),
+        ("build", D2, None),
+        ("gate", "run_a", D2, True),
+        ("gate", "run_b", D2, True),
+        ("decide", "run_b", D2, "auto-released", "/tmp/check"),
+    ]
+)
+# a gate task that recorded nothing (marked done by hand): the export's R9 alone is no gate
+@example(ops=[("build", D2, None), ("r9", "run_a", D2, True), ("decide", "run_a", D2, "released", "/srv/parties")])
 # the same run id again (a DAG run cleared and run again): its decision on the earlier build is not on this one
 @example(
     ops=[
         ("build", D2, None),
         ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "released"),
+        ("decide", "run_a", D2, "released", "/srv/parties"),
         ("build", D2, None),
         ("gate", "run_a", D2, True),
     ]
@@ -261,9 +306,9 @@ def _expected(ops: list[tuple]) -> dict:
     ops=[
         ("build", D2, None),
         ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "auto-released"),
+        ("decide", "run_a", D2, "auto-released", "/srv/parties"),
         ("gate", "run_b", D2, True),
-        ("decide", "run_b", D2, "rejected"),
+        ("decide", "run_b", D2, "rejected", "/srv/parties"),
         ("build", D2, "s1mig_008"),
     ]
 )
@@ -303,14 +348,24 @@ def test_release_status_follows_the_rule_on_random_histories(built, ops):
                         "status, failing_count, sample_keys, checked_at) values (%s, %s, %s, '', '', %s, 0, '{}', %s)",
                         (op[1], op[2], rule, status, t),
                     )
+            elif op[0] == "r9":
+                conn.execute(
+                    "delete from audit.gate_results where run_id = %s and report_date = %s and rule_id = 'R9'",
+                    op[1:3],
+                )
+                conn.execute(
+                    "insert into audit.gate_results (run_id, report_date, rule_id, rule_name, severity, status, "
+                    "failing_count, sample_keys, checked_at) values (%s, %s, 'R9', '', '', %s, 0, '{}', %s)",
+                    (op[1], op[2], "pass" if op[3] else "fail", t),
+                )
             elif conn.execute(
                 "select bool_and(status <> 'fail') from audit.gate_results where run_id = %s and report_date = %s",
                 op[1:3],
             ).fetchone()[0]:
                 conn.execute(
-                    "insert into audit.releases (run_id, report_date, outcome, decided_by, revision, recorded_at) "
-                    "values (%s, %s, %s, 'x', 1, %s)",
-                    (op[1], op[2], op[3], t),
+                    "insert into audit.releases (run_id, report_date, outcome, decided_by, revision, out_folder, "
+                    "recorded_at) values (%s, %s, %s, 'x', 1, %s, %s)",
+                    (op[1], op[2], op[3], op[4], t),
                 )
             found = {
                 r[0]: tuple(r[1:])

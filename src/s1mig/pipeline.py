@@ -155,9 +155,10 @@ def run_direct(
     S1MIG_LEASE_WAIT, while another run holds it); the leased tasks in `skip` are not run,
     as with `s1mig run --skip` (e.g. land, dbt_build). Nobody can approve a release here:
     it refuses to run when four-eyes release is on, and auto-releases otherwise."""
-    from s1mig import db, lease, release
+    from s1mig import airflow_run, db, lease, release
     from s1mig.errors import S1migError
 
+    airflow_run.check_gate_before_export(skip)  # nothing leaves without the gate, as with `s1mig run`
     if release.four_eyes():
         raise S1migError(
             f"four-eyes release is on ({release.FOUR_EYES_ENV}=true): a direct run cannot be approved; "

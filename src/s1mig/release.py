@@ -337,7 +337,10 @@ def date_states(conn: psycopg.Connection, since: dt.date | None = None, until: d
     whether its marts hold what its parties were sent, from public_models.release_status
     (docs/decisions.md, "Which report dates are released, for BI")."""
     if conn.execute("select to_regclass(%s) is null", (STATUS_VIEW,)).fetchone() == (True,):
-        raise S1migError(f"no report date was built here yet ({STATUS_VIEW} does not exist): run a date first")
+        raise S1migError(
+            f"{STATUS_VIEW} does not exist yet: the next build of a date makes it (no date was built here, "
+            "or the warehouse was built before it existed)"
+        )
     rows = conn.execute(
         "select report_date, state, up_to_date, marts_built, built_at, gate_run_id, release_outcome, decided_by, "
         f"release_revision from {STATUS_VIEW} where report_date >= coalesce(%s, report_date) "

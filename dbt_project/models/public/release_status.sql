@@ -42,12 +42,14 @@ builds as (
         max(built_at) as built_at,
         -- every report mart built, each from every drop up to D as delivered now (rule R0)
         count(*) = {{ report_marts | length }}
-        and bool_and(landed_through is not distinct from {{ landed_through('report_date') }}) as up_to_date
+        and bool_and(landed_through is not distinct from {{ landed_through('latest_builds.report_date') }}) as up_to_date
     from latest_builds
     group by report_date
 ),
 
--- the runs that gated D after its latest build: every rule of the run checked after it
+-- the runs that gated D after its latest build: every rule of the run checked after it,
+-- and the gate's own rules among them (R9 alone is the export's check: a gate task that
+-- recorded nothing did not reconcile anything)
 gate_runs as (
     select
         gate_results.report_date,
@@ -57,7 +59,9 @@ gate_runs as (
     from gate_results
     inner join builds on gate_results.report_date = builds.report_date
     group by gate_results.report_date, gate_results.run_id, builds.built_at
-    having min(gate_results.checked_at) > builds.built_at
+    having
+        min(gate_results.checked_at) > builds.built_at
+        and bool_or(gate_results.rule_id <> 'R9')
 ),
 
 latest_gates as (
@@ -93,18 +97,53 @@ decisions as (
         releases.outcome in ('released', 'auto-released') desc,
         releases.recorded_at desc,
         releases.release_id desc
+),
+
+-- every export folder's latest release of D, whatever the build: D is released only when
+-- each folder that was sent D holds this build (a check copy of a later build sent to
+-- another folder does not make the parties' folder current)
+folders_behind as (
+    select latest.report_date
+    from (
+        select distinct on (releases.report_date, coalesce(releases.out_folder, ''))
+            releases.report_date,
+            releases.run_id,
+            releases.recorded_at
+        from releases
+        where releases.outcome in ('released', 'auto-released')
+        order by
+            releases.report_date asc,
+            coalesce(releases.out_folder, '') asc,
+            releases.recorded_at desc,
+            releases.release_id desc
+    ) as latest
+    inner join builds on latest.report_date = builds.report_date
+    left join gate_runs
+        on
+            latest.report_date = gate_runs.report_date
+            and latest.run_id = gate_runs.run_id
+            and gate_runs.gate_passed
+    where latest.recorded_at <= builds.built_at or gate_runs.run_id is null
+    group by latest.report_date
+),
+
+released_dates as (
+    select decisions.report_date
+    from decisions
+    left join folders_behind on decisions.report_date = folders_behind.report_date
+    where decisions.outcome in ('released', 'auto-released') and folders_behind.report_date is null
 )
 
 select
     builds.report_date,
     case
-        when decisions.outcome in ('released', 'auto-released') then 'released'
+        when released_dates.report_date is not null then 'released'
         when latest_gates.run_id is null then 'built'
         when not latest_gates.gate_passed then 'blocked'
         when decisions.outcome = 'rejected' and decisions.run_id = latest_gates.run_id then 'rejected'
         else 'passed'
     end as state,
-    coalesce(decisions.outcome in ('released', 'auto-released'), false) as released,
+    released_dates.report_date is not null as released,
     builds.up_to_date,
     builds.marts_built::integer as marts_built,
     builds.built_at,
@@ -119,3 +158,4 @@ select
 from builds
 left join latest_gates on builds.report_date = latest_gates.report_date
 left join decisions on builds.report_date = decisions.report_date
+left join released_dates on builds.report_date = released_dates.report_date
