@@ -91,8 +91,10 @@ models as (
         + """]) as model_name
 ),
 landed as (
+    -- every ledger row up to D, superseded and undo rows too: a delivery, a correction and a
+    -- delivery taken back (s1mig land --undo) each move it
     select max(landed_at) as landed_through from raw.drop_ledger
-    where drop_date <= {report_date} and superseded_at is null
+    where drop_date <= {report_date}
 ),
 builds as (
     select distinct on (model_name) model_name, built_at, landed_through
@@ -102,7 +104,7 @@ builds as (
 select m.model_name || ': ' || case
         when b.model_name is null then 'never built for ' || {report_date} || ' (run dbt_build for that date)'
         else 'built for ' || {report_date} || ' at ' || b.built_at || ' from drops landed by '
-            || coalesce(b.landed_through::text, 'none') || ', but a drop up to that date was landed at '
+            || coalesce(b.landed_through::text, 'none') || ', but a drop up to that date was landed or taken back at '
             || landed.landed_through || ' (run dbt_build for that date again)'
     end as record
 from models as m
@@ -333,7 +335,7 @@ previous as (
         ) as build
         where build.landed_through is not distinct from (
             select max(landed_at) from raw.drop_ledger
-            where drop_date <= {report_date} - 1 and superseded_at is null
+            where drop_date <= {report_date} - 1
         )
       )
     group by p.party_id

@@ -20,11 +20,11 @@ import json
 import psycopg
 import pytest
 
-from s1mig import pipeline
+from s1mig import land, pipeline
 from s1mig.errors import GateBlocked
 from tests.support.cli import last_line_of_python, run_cli
 from tests.support.databases import built_warehouse
-from tests.support.drops import D30
+from tests.support.drops import D30, D31, append_rows, event
 
 pytestmark = pytest.mark.integration
 
@@ -211,6 +211,35 @@ def test_each_blocking_rule_stops_the_export(server_url, tmp_path, monkeypatch):
         evidence = json.loads((out / day / "evidence.json").read_text())
         assert {g["rule_id"]: g["status"] for g in evidence["gate"]}["W1"] == "warn"
         assert "W1" in proc.stdout + proc.stderr
+
+
+def test_rule_0_blocks_a_date_whose_drop_was_taken_back(server_url, tmp_path, monkeypatch):
+    """07-31 built after 07-30 was corrected (the correction landed after 07-31's drop), then
+    07-31's drop taken back (`s1mig land --undo`): its marts still hold that drop's rows, and
+    the latest current delivery up to 07-31 is the very one its build saw. Rule R0 counts
+    the undo too and blocks; release_status says 07-31 is not up to date."""
+    landing = tmp_path / "landing"
+    monkeypatch.setenv("S1MIG_GX_URL", "")
+    with built_warehouse(server_url, landing, "first") as url:
+        pipeline.land_step(landing, D31, url)
+        append_rows(
+            landing / D30.isoformat(),
+            "migration_events",
+            [event("E99", "A3", "COMMISSIONING", 53, "FAIL", "2020-07-30T15:00:00Z", "COM02")],
+        )
+        assert pipeline.land_step(landing, D30, url)["status"] != "unchanged"  # a correction, landed after 07-31
+        pipeline.dbt_step(D31, url)
+        pipeline.gate_step(D31, "built", url)  # every rule passes on the build
+        land.undo(D31, url)
+        with pytest.raises(GateBlocked) as blocked:
+            pipeline.gate_step(D31, "after-undo", url)
+        assert str(blocked.value).startswith(f"gate blocked export of {D31}: R0 "), str(blocked.value)
+        assert "landed or taken back at" in str(blocked.value)
+        with psycopg.connect(url) as conn:
+            status = conn.execute(
+                "select up_to_date, state from public_models.release_status where report_date = %s", (D31,)
+            ).fetchone()
+        assert status == (False, "blocked")
 
 
 @pytest.mark.parametrize("under_s1mig_run", [True, False])

@@ -131,11 +131,13 @@
         {{ landed_through(report_date()) }}
 {%- endmacro %}
 
-{#- When the latest current delivery of any drop up to the date `day` landed: a build of
-    day saw every drop up to it as delivered now when it recorded this (rule R0). -#}
+{#- The latest ledger event of any drop up to the date `day` (a delivery, a correction or a
+    delivery taken back: every ledger row, superseded and undo rows too): a build of day saw
+    every drop up to it as delivered now when it recorded this (rule R0 compares it with the
+    ledger as it is now). -#}
 {% macro landed_through(day) -%}
     (
         select max(landed_at) from raw.drop_ledger
-        where drop_date <= {{ day }} and superseded_at is null
+        where drop_date <= {{ day }}
     )
 {%- endmacro %}
