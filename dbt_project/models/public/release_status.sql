@@ -40,9 +40,11 @@ builds as (
         report_date,
         count(*) as marts_built,
         max(built_at) as built_at,
-        -- every report mart built, each from every drop up to D as delivered now (rule R0)
+        -- every report mart built, each after the latest ledger event up to D (rule R0)
         count(*) = {{ report_marts | length }}
-        and bool_and(landed_through is not distinct from {{ landed_through('latest_builds.report_date') }}) as up_to_date
+        and bool_and(
+            landed_through is not distinct from {{ landed_through('latest_builds.report_date') }}
+        ) as up_to_date
     from latest_builds
     group by report_date
 ),
