@@ -231,85 +231,66 @@ def _expected(ops: list[tuple]) -> dict:
     return expected
 
 
+def _step_build(mart: str | None = None) -> tuple:
+    return ("build", D2, mart)
+
+
+def _step_gate(run: str, passed: bool = True) -> tuple:
+    return ("gate", run, D2, passed)
+
+
+def _step_decide(run: str, outcome: str, folder: str = FOLDERS[0]) -> tuple:
+    return ("decide", run, D2, outcome, folder)
+
+
+RELEASED_BY_A = [_step_build(), _step_gate("run_a"), _step_decide("run_a", "released")]  # D2 released to the parties
+
+
 @seed(20201025)
 @settings(max_examples=200, database=None, deadline=None)
 @given(ops=st.lists(OPS, max_size=20))
 # a rejection of another run's export of the same rows: the later run's export awaits
-@example(
-    ops=[
-        ("build", D2, None),
-        ("gate", "run_b", D2, True),
-        ("decide", "run_b", D2, "rejected", "/srv/parties"),
-        ("gate", "run_a", D2, True),
-    ]
-)
+@example(ops=[_step_build(), _step_gate("run_b"), _step_decide("run_b", "rejected"), _step_gate("run_a")])
 # two runs side by side: run_a's export waits while run_b rebuilds; approving run_a's is not a release
 @example(
-    ops=[
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-        ("build", D2, None),
-        ("gate", "run_b", D2, True),
-        ("decide", "run_a", D2, "released", "/srv/parties"),
-    ]
+    ops=[_step_build(), _step_gate("run_a"), _step_build(), _step_gate("run_b"), _step_decide("run_a", "released")]
 )
 # the same run gates the released rows again and blocks (a redelivery): shown blocked, not released
-@example(
-    ops=[
-        ("deliver", D1),
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "released", "/srv/parties"),
-        ("deliver", D1),
-        ("gate", "run_a", D2, False),
-    ]
-)
+@example(ops=[("deliver", D1), *RELEASED_BY_A, ("deliver", D1), _step_gate("run_a", passed=False)])
 # a later build exported to a check folder: the parties' folder still holds the earlier build
 @example(
     ops=[
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "released", "/srv/parties"),
-        ("build", D2, None),
-        ("gate", "run_b", D2, True),
-        ("decide", "run_b", D2, "auto-released", "/tmp/check"),
-        ("gate", "run_c", D2, True),
-        ("decide", "run_c", D2, "released", "/srv/parties"),
+        *RELEASED_BY_A,
+        _step_build(),
+        _step_gate("run_b"),
+        _step_decide("run_b", "auto-released", "/tmp/check"),
+        _step_gate("run_c"),
+        _step_decide("run_c", "released"),
     ]
 )
 # the parties' folder got run_a's release of the earlier build; run_a (cleared, same id) gates the new one
 @example(
     ops=[
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "released", "/srv/parties"),
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-        ("gate", "run_b", D2, True),
-        ("decide", "run_b", D2, "auto-released", "/tmp/check"),
+        *RELEASED_BY_A,
+        _step_build(),
+        _step_gate("run_a"),
+        _step_gate("run_b"),
+        _step_decide("run_b", "auto-released", "/tmp/check"),
     ]
 )
 # a gate task that recorded nothing (marked done by hand): the export's R9 alone is no gate
-@example(ops=[("build", D2, None), ("r9", "run_a", D2, True), ("decide", "run_a", D2, "released", "/srv/parties")])
+@example(ops=[_step_build(), ("r9", "run_a", D2, True), _step_decide("run_a", "released")])
 # the same run id again (a DAG run cleared and run again): its decision on the earlier build is not on this one
-@example(
-    ops=[
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "released", "/srv/parties"),
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-    ]
-)
+@example(ops=[*RELEASED_BY_A, _step_build(), _step_gate("run_a")])
 # a release, then another run's rejection of the same rows: released stands; one mart rebuilt ends it
 @example(
     ops=[
-        ("build", D2, None),
-        ("gate", "run_a", D2, True),
-        ("decide", "run_a", D2, "auto-released", "/srv/parties"),
-        ("gate", "run_b", D2, True),
-        ("decide", "run_b", D2, "rejected", "/srv/parties"),
-        ("build", D2, "s1mig_008"),
+        _step_build(),
+        _step_gate("run_a"),
+        _step_decide("run_a", "auto-released"),
+        _step_gate("run_b"),
+        _step_decide("run_b", "rejected"),
+        _step_build("s1mig_008"),
     ]
 )
 def test_release_status_follows_the_rule_on_random_histories(built, ops):
